@@ -1,0 +1,1 @@
+"""Computation core: plain functions on numpy arrays and dataclasses. Never imports napari or Qt."""

@@ -1,0 +1,300 @@
+"""The phantom spine: vertebral bodies placed along a curved centreline, with optional fractures.
+
+Coordinates are model millimetres along the canonical axes (u: inferior, v: posterior,
+w: left; see :mod:`napari_vertebra.core.geometry`). Each body has its own frame: ``e_cc`` along its
+cranio-caudal axis (pointing caudal), ``e_ap`` pointing posterior and ``e_lr = e_cc × e_ap``
+pointing left. In that frame (x along ``e_ap``, y along ``e_cc``, z along ``e_lr``) the body's
+mid-sagittal profile is ``|x| <= depth/2`` and ``|y| <= h(t)/2`` with ``t = x/depth + 1/2`` and
+
+    h(t) = ha + (hp - ha) * t - b * 4 t (1 - t)
+
+so the anterior height is ``ha`` (t = 0), the posterior height ``hp`` (t = 1) and the middle height
+``(ha + hp)/2 - b`` (t = 1/2). The six landmarks are the points of the upper and lower endplates at
+t = 0, 1/2, 1; the distance between each upper/lower pair is exactly that height.
+
+Body sizes follow the usual increase from T1 to L5 (heights about 15 → 27 mm, depths 24 → 43 mm)
+scaled per patient; these are plausible values for a phantom, not a population reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..labels import SACRUM, craniocaudal_rank, level_id, level_name
+
+#: Genant grade -> range of the fractional height loss drawn for it. Each range keeps one
+#: percentage point away from the grade thresholds (20 %, 25 %, 40 %, seed 002) so that the grade
+#: of every phantom fracture is unambiguous.
+GRADE_LOSS_RANGE = {1: (0.21, 0.24), 2: (0.26, 0.39), 3: (0.41, 0.55)}
+FRACTURE_TYPES = ("wedge", "biconcave", "crush")
+#: Levels a phantom can hold, cranial to caudal (T13 and L6 variants are not generated).
+PHANTOM_LEVELS = tuple(level_id(f"T{i}") for i in range(1, 13)) + tuple(
+    level_id(f"L{i}") for i in range(1, 6)
+)
+
+
+def genant_grade_of_loss(loss: float) -> int:
+    """Genant semiquantitative grade of a fractional height loss (seed 002)."""
+    if loss < 0.20:
+        return 0
+    if loss < 0.25:
+        return 1
+    if loss < 0.40:
+        return 2
+    return 3
+
+
+@dataclass
+class Body:
+    """One vertebra of the phantom: body geometry, posterior elements and fracture."""
+
+    label: int
+    center: np.ndarray
+    e_cc: np.ndarray
+    e_ap: np.ndarray
+    e_lr: np.ndarray
+    depth: float
+    width: float
+    ha: float
+    hp: float
+    b: float
+    reference: tuple[float, float, float]
+    grade: int = 0
+    fracture_type: str = "none"
+    loss: float = 0.0
+    canal_depth: float = 15.0
+    spinous_length: float = 30.0
+    spinous_angle_deg: float = 25.0
+    trabecular_density: float = 1.0
+
+    @property
+    def level(self) -> str:
+        return level_name(self.label)
+
+    @property
+    def hm(self) -> float:
+        return 0.5 * (self.ha + self.hp) - self.b
+
+    @property
+    def max_height(self) -> float:
+        return max(self.ha, self.hp, self.hm)
+
+    def height_at(self, t: np.ndarray) -> np.ndarray:
+        """Body height at fractional AP position ``t`` (0 anterior, 1 posterior)."""
+        return self.ha + (self.hp - self.ha) * t - self.b * 4.0 * t * (1.0 - t)
+
+    def to_world(self, x: float, y: float, z: float = 0.0) -> np.ndarray:
+        return self.center + x * self.e_ap + y * self.e_cc + z * self.e_lr
+
+    def landmarks(self) -> dict[str, np.ndarray]:
+        """The six endplate landmarks in model mm (3D)."""
+        half = self.depth / 2
+        points = {}
+        for name, x, h in (("anterior", -half, self.ha), ("middle", 0.0, self.hm),
+                           ("posterior", half, self.hp)):
+            points[f"upper_{name}"] = self.to_world(x, -h / 2)
+            points[f"lower_{name}"] = self.to_world(x, h / 2)
+        return points
+
+    def local(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Local (x, y, z) of world points ``(..., 3)``."""
+        d = points - self.center
+        return d @ self.e_ap, d @ self.e_cc, d @ self.e_lr
+
+
+@dataclass
+class Sacrum:
+    """The sacrum; its frame's origin is the middle of the S1 upper endplate."""
+
+    center: np.ndarray
+    e_cc: np.ndarray
+    e_ap: np.ndarray
+    e_lr: np.ndarray
+    depth: float
+    width: float
+    length: float
+
+    def to_world(self, x: float, y: float, z: float = 0.0) -> np.ndarray:
+        return self.center + x * self.e_ap + y * self.e_cc + z * self.e_lr
+
+    def upper_endplate(self) -> dict[str, np.ndarray]:
+        half = self.depth / 2
+        return {"anterior": self.to_world(-half, 0.0), "middle": self.to_world(0.0, 0.0),
+                "posterior": self.to_world(half, 0.0)}
+
+    def local(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        d = points - self.center
+        return d @ self.e_ap, d @ self.e_cc, d @ self.e_lr
+
+    def profile(self) -> np.ndarray:
+        """Mid-sagittal outline (x, y) in local mm: S1 block, then a tapering, curving tail."""
+        half, length = self.depth / 2, self.length
+        return np.array([
+            (-half, 0.0), (half, 0.0), (half + 4, 0.3 * length), (half + 2, 0.6 * length),
+            (0.35 * half + 8, length), (0.35 * half - 6, length), (-half + 0.45 * half, 0.6 * length),
+            (-half + 0.1 * half, 0.3 * length),
+        ])
+
+
+@dataclass
+class Spine:
+    """A whole phantom spine in model coordinates."""
+
+    bodies: list[Body]
+    sacrum: Sacrum | None
+    patient_scale: float
+    lateral: bool = False
+    extras: dict = field(default_factory=dict)
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def _mean_dimensions(label: int) -> tuple[float, float, float]:
+    """Typical (height, depth, disc height) in mm by level, T1 = rank 0."""
+    r = craniocaudal_rank(label) - craniocaudal_rank(level_id("T1"))
+    r = min(max(r, 0), 16)
+    return 15.0 + 0.75 * min(r, 15), 24.0 + 1.2 * r, 4.0 + 0.42 * r
+
+
+def sample_spine(
+    rng: np.random.Generator,
+    levels: list[int],
+    with_sacrum: bool,
+    fractures: dict[int, tuple[int, str]],
+    curvature_deg: float,
+    tilt_deg: float,
+    lateral_curvature_deg: float = 0.0,
+    axial_rotation_deg: float = 0.0,
+    patient_scale: float = 1.0,
+) -> Spine:
+    """Place the bodies of ``levels`` along a random smooth centreline.
+
+    Parameters
+    ----------
+    levels
+        VerSe IDs of the vertebrae, cranial to caudal, consecutive.
+    with_sacrum
+        Add the sacrum below the last level (which should then be L5).
+    fractures
+        VerSe ID -> (Genant grade 1-3, type) of the fractured bodies.
+    curvature_deg
+        Total change of the sagittal tangent angle over the field (lordosis / kyphosis).
+    tilt_deg
+        In-plane rotation of the whole spine (patient tilt).
+    lateral_curvature_deg, axial_rotation_deg
+        Scoliosis-like coronal curvature and the largest axial rotation of a vertebra (3D only).
+    """
+    n = len(levels)
+    dims = []
+    for label in levels:
+        height, depth, disc = _mean_dimensions(label)
+        noise = rng.normal(1.0, 0.012, size=2)
+        dims.append((height * patient_scale * noise[0], depth * patient_scale * noise[1],
+                     disc * patient_scale * rng.uniform(0.9, 1.1)))
+    phase = rng.uniform(0, 2 * np.pi)
+    lat_phase = rng.uniform(0, 2 * np.pi)
+    total = sum(d[0] + d[2] for d in dims) + 60.0
+
+    def tangent(s: float) -> np.ndarray:
+        frac = s / total
+        theta = np.radians(tilt_deg + curvature_deg * (np.sin(np.pi * frac + phase) - np.sin(phase)))
+        phi = np.radians(lateral_curvature_deg * np.sin(2 * np.pi * frac + lat_phase))
+        return _normalise(np.array([np.cos(theta) * np.cos(phi), np.sin(theta) * np.cos(phi),
+                                    np.sin(phi)]))
+
+    step = 0.5
+    grid = np.arange(0.0, total + 100.0, step)
+    tangents = np.array([tangent(s) for s in grid])
+    positions = np.concatenate([[np.zeros(3)], np.cumsum(tangents[:-1] * step, axis=0)])
+
+    def frame(s: float, rotation_deg: float) -> tuple[np.ndarray, ...]:
+        k = min(int(round(s / step)), len(grid) - 1)
+        e_cc = tangents[k]
+        posterior = np.array([0.0, 1.0, 0.0])
+        e_ap = _normalise(posterior - (posterior @ e_cc) * e_cc)
+        e_lr = np.cross(e_cc, e_ap)
+        angle = np.radians(rotation_deg)
+        e_ap, e_lr = (np.cos(angle) * e_ap + np.sin(angle) * e_lr,
+                      -np.sin(angle) * e_ap + np.cos(angle) * e_lr)
+        return positions[k], e_cc, e_ap, e_lr
+
+    bodies: list[Body] = []
+    s = 20.0
+    trabecular = rng.uniform(0.55, 1.15)
+    for k, label in enumerate(levels):
+        height, depth, disc = dims[k]
+        rank = craniocaudal_rank(label) - craniocaudal_rank(level_id("T1"))
+        # Normal shape: thoracic bodies are slightly wedged, L5 slightly reversed.
+        ratio = rng.uniform(0.93, 0.98) if rank < 12 else (
+            rng.uniform(1.02, 1.06) if label == level_id("L5") else rng.uniform(0.98, 1.02))
+        hp0 = height
+        ha0 = height * ratio
+        b0 = rng.uniform(0.0, 0.03) * height
+        hm0 = 0.5 * (ha0 + hp0) - b0
+        ha, hp, b, grade, ftype, loss = ha0, hp0, b0, 0, "none", 0.0
+        if label in fractures:
+            grade, ftype = fractures[label]
+            low, high = GRADE_LOSS_RANGE[grade]
+            loss = float(rng.uniform(low, high))
+            if ftype == "wedge":
+                ha, hp = ha0 * (1 - loss), hp0 * (1 - loss * rng.uniform(0.0, 0.15))
+            elif ftype == "biconcave":
+                ha = ha0 * (1 - loss * rng.uniform(0.0, 0.2))
+                hp = hp0 * (1 - loss * rng.uniform(0.0, 0.2))
+                b = 0.5 * (ha + hp) - (1 - loss) * hm0
+            elif ftype == "crush":
+                hp, ha = hp0 * (1 - loss), ha0 * (1 - loss * rng.uniform(0.75, 1.0))
+                b = b0 * (1 - loss)
+            else:
+                raise ValueError(f"unknown fracture type {ftype!r}; use {FRACTURE_TYPES}")
+        extent = max(ha, hp, 0.5 * (ha + hp) - b)
+        s_center = s + extent / 2
+        rotation = axial_rotation_deg * np.sin(np.pi * k / max(n - 1, 1) + lat_phase)
+        center, e_cc, e_ap, e_lr = frame(s_center, rotation)
+        bodies.append(Body(
+            label=label, center=center, e_cc=e_cc, e_ap=e_ap, e_lr=e_lr, depth=depth,
+            width=depth * rng.uniform(1.35, 1.5), ha=ha, hp=hp, b=b,
+            reference=(ha0, hm0, hp0), grade=grade, fracture_type=ftype, loss=loss,
+            canal_depth=patient_scale * rng.uniform(13, 18),
+            spinous_length=patient_scale * rng.uniform(22, 34) * (1.1 if rank >= 12 else 1.0),
+            spinous_angle_deg=rng.uniform(40, 60) if rank < 12 else rng.uniform(10, 25),
+            trabecular_density=trabecular * rng.uniform(0.95, 1.05),
+        ))
+        s = s_center + extent / 2 + disc
+    sacrum = None
+    if with_sacrum:
+        last = bodies[-1]
+        depth = last.depth * rng.uniform(0.95, 1.05)
+        center, e_cc, e_ap, e_lr = frame(s, 0.0)
+        # Sacral slope: the sacrum's axis turns posteriorly relative to the lumbar axis.
+        angle = np.radians(rng.uniform(15, 30))
+        e_cc, e_ap = (np.cos(angle) * e_cc + np.sin(angle) * e_ap,
+                      -np.sin(angle) * e_cc + np.cos(angle) * e_ap)
+        sacrum = Sacrum(center=center, e_cc=e_cc, e_ap=e_ap, e_lr=np.cross(e_cc, e_ap),
+                        depth=depth, width=last.width * 1.1, length=95 * patient_scale)
+    return Spine(bodies=bodies, sacrum=sacrum, patient_scale=patient_scale,
+                 extras={"levels": [level_name(v) for v in levels]
+                         + (["S1"] if with_sacrum else [])})
+
+
+def choose_fractures(
+    rng: np.random.Generator, levels: list[int], rate: float,
+    grade: int | None = None, fracture_type: str | None = None,
+) -> dict[int, tuple[int, str]]:
+    """Random fractures: never the first or last body (both neighbours exist), never adjacent."""
+    chosen: dict[int, tuple[int, str]] = {}
+    for k in range(1, len(levels) - 1):
+        if levels[k - 1] in chosen or rng.random() >= rate:
+            continue
+        g = grade if grade is not None else int(rng.integers(1, 4))
+        t = fracture_type if fracture_type is not None else str(rng.choice(FRACTURE_TYPES))
+        chosen[levels[k]] = (g, t)
+    return chosen
+
+
+__all__ = ["SACRUM", "Body", "FRACTURE_TYPES", "GRADE_LOSS_RANGE", "PHANTOM_LEVELS", "Sacrum",
+           "Spine", "choose_fractures", "genant_grade_of_loss", "sample_spine"]
