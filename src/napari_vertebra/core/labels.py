@@ -36,7 +36,7 @@ SCHEMES = ("verse", "totalsegmentator")
 # TotalSegmentator v2: 25 sacrum, 26 vertebrae_S1, 27 L5, 28 L4, 29 L3, 30 L2, 31 L1,
 # 32 T12 … 43 T1, 44 C7 … 50 C1. Everything else (organs, spinal cord 79 …) is not a vertebra.
 _TOTALSEG_TO_VERSE: dict[int, int] = {25: SACRUM, 26: SACRUM}
-_TOTALSEG_TO_VERSE.update({27 - k: 24 - k for k in range(5)})  # L5..L1 -> 24..20
+_TOTALSEG_TO_VERSE.update({27 + k: 24 - k for k in range(5)})  # L5..L1 -> 24..20
 _TOTALSEG_TO_VERSE.update({32 + k: 19 - k for k in range(12)})  # T12..T1 -> 19..8
 _TOTALSEG_TO_VERSE.update({44 + k: 7 - k for k in range(7)})  # C7..C1 -> 7..1
 

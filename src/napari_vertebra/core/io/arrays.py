@@ -24,9 +24,7 @@ def check_pixels(path: str | os.PathLike, array: np.ndarray, warn_list: list[str
     """
     if array.dtype.kind not in "biuf":
         raise SpineIOError(path, f"holds {array.dtype} pixel data; expected real-valued intensities")
-    if min(array.shape) < MIN_SIDE:
-        raise SpineIOError(path, f"is too small to be a spine image (shape {array.shape}, "
-                           f"at least {MIN_SIDE} pixels per side needed)")
+    check_size(path, array.shape)
     if array.dtype.kind == "f":
         finite = np.isfinite(array)
         if not finite.any():
@@ -39,6 +37,13 @@ def check_pixels(path: str | os.PathLike, array: np.ndarray, warn_list: list[str
             warn_list.append(message)
             warnings.warn(f"{path}: {message}", stacklevel=3)
     return array
+
+
+def check_size(path: str | os.PathLike, shape: tuple[int, ...]) -> None:
+    """Refuse arrays too small to hold a vertebra."""
+    if sorted(shape)[-2] < MIN_SIDE or min(shape) < 2:
+        raise SpineIOError(path, f"is too small to be a spine image (shape {tuple(shape)}; "
+                           f"an image plane needs at least {MIN_SIDE} pixels per side)")
 
 
 def looks_like_label_map(array: np.ndarray) -> bool:
@@ -64,6 +69,7 @@ def looks_like_label_map(array: np.ndarray) -> bool:
 
 def as_label_array(path: str | os.PathLike, array: np.ndarray) -> np.ndarray:
     """Convert a label map to the smallest unsigned integer type that holds it."""
+    check_size(path, array.shape)
     if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)):
             raise SpineIOError(path, "label map holds NaN or infinite values")

@@ -138,6 +138,9 @@ def read_dicom_file(path: str | os.PathLike) -> SpineImage:
                            f"({', '.join(RADIOGRAPH_MODALITIES)}) and CT")
     rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if rows <= 0 or cols <= 0:
+        raise SpineIOError(path, "has no image size (Rows/Columns missing or 0): the header is "
+                           "truncated or the file holds no image")
     check_voxel_count(path, (frames, rows, cols))
     if frames > 1 and modality == "CT":
         raise SpineIOError(path, f"is an enhanced multi-frame CT ({frames} frames); export it as a "

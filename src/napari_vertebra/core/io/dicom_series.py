@@ -124,9 +124,17 @@ def read_dicom_series(folder: str | os.PathLike, series_uid: str | None = None) 
 
 
 def _is_volume(series: DicomSeries) -> bool:
+    """True for a multi-file series of slices; a CT series with broken geometry is refused."""
     modality = series.modality
-    return (len(series.files) > 1 and modality not in ("CR", "DX", "RF", "XA", "PX", "MG")
-            and all(has_valid_geometry(h) for h in series.headers))
+    if len(series.files) < 2 or modality in ("CR", "DX", "RF", "XA", "PX", "MG"):
+        return False
+    broken = [p.name for p, h in zip(series.files, series.headers, strict=True)
+              if not has_valid_geometry(h)]
+    if broken and modality == "CT":
+        raise SpineIOError(series.files[0].parent, f"series {series.uid}: {len(broken)} slice(s) "
+                           f"lack a valid ImageOrientationPatient/ImagePositionPatient "
+                           f"({', '.join(broken[:3])}); the slices cannot be stacked")
+    return not broken
 
 
 def _read_volume(folder: Path, series: DicomSeries) -> SpineImage:

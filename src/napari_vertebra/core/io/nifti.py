@@ -27,8 +27,8 @@ def _squeeze_to_spatial(path: Path, data_shape: tuple[int, ...]) -> list[int]:
     """Indices of the axes kept (2 or 3); refuses time series and 1D data."""
     kept = [k for k, n in enumerate(data_shape) if n > 1]
     if any(k >= 3 for k in kept):
-        raise SpineIOError(path, f"holds {data_shape[3] if len(data_shape) > 3 else '?'} volumes "
-                           f"(shape {data_shape}); only single 2D or 3D images are read")
+        raise SpineIOError(path, f"has more than three dimensions (shape {data_shape}: a time "
+                           "series or several volumes); only single 2D or 3D images are read")
     if len(kept) < 2:
         raise SpineIOError(path, f"has shape {data_shape}: fewer than two image dimensions")
     return kept

@@ -229,7 +229,7 @@ def render_radiograph(spine: Spine, grid: Grid, rng: np.random.Generator) -> tup
         attenuation[sacral] += (0.8 + 1.0 * spine.bodies[-1].trabecular_density) * 0.8 * \
             spine.sacrum.width * (1 + 0.08 * texture[sacral])
     _add_overlays(attenuation, spine, grid, rng)
-    image = attenuation / np.percentile(attenuation, 99.5)
+    image = attenuation / (1.15 * np.percentile(attenuation, 99.9))
     image = np.clip(image, 0, None) ** rng.uniform(0.8, 1.2)
     heel = 1 + rng.uniform(-0.12, 0.12) * (u - u.mean()) / (np.ptp(u) + 1e-6)
     image = image * heel[:, None]
