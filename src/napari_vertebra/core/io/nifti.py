@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..geometry import geometry_from_affine
+from ..geometry import AxisTransform, geometry_from_affine
 from ..image import Modality, SpineImage
 from .arrays import as_label_array, check_pixels, looks_like_label_map
 from .errors import SpineIOError, check_readable_file, check_voxel_count
@@ -92,6 +92,9 @@ def read_nifti(
     description = description.tobytes() if hasattr(description, "tobytes") else description
     text = bytes(description).decode("latin-1", "replace")
     spacing_source = "NIfTI affine"
+    if _MODALITY_TAG in text and "orientation=unknown" in text:
+        # Written by this project from an image of unknown orientation: keep the stored order.
+        transform, codes, origin = AxisTransform.identity(data.ndim), None, None
     if _MODALITY_TAG in text and "spacing=unknown" in text:
         spacing, spacing_source = None, "unknown"
     if modality is None:
@@ -200,9 +203,12 @@ def write_nifti(
     stored = image.array_in_source_order(data) if image.source_affine is not None else data
     nii = nib.Nifti1Image(np.ascontiguousarray(stored), affine_for(image))
     nii.header.set_xyzt_units("mm")
-    nii.header["descrip"] = (_MODALITY_TAG + image.modality).encode()
+    description = _MODALITY_TAG + image.modality
     if image.spacing is None:
-        nii.header["descrip"] = (_MODALITY_TAG + image.modality + " spacing=unknown").encode()
+        description += " spacing=unknown"
+    if image.axis_codes is None:
+        description += " orientation=unknown"
+    nii.header["descrip"] = description.encode()
     nii.set_qform(nii.affine, code=1)
     nii.set_sform(nii.affine, code=1)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,197 @@
+"""Phantom ground truth is self-consistent and agrees with the rendered label maps."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_vertebra import make_phantom, read_image
+from napari_vertebra.cli import main
+from napari_vertebra.core.labels import level_id
+from napari_vertebra.core.phantom import GRADE_LOSS_RANGE, LANDMARK_NAMES, genant_grade_of_loss
+
+PAIRS = [("upper_anterior", "lower_anterior", "anterior_height_mm"),
+         ("upper_middle", "lower_middle", "middle_height_mm"),
+         ("upper_posterior", "lower_posterior", "posterior_height_mm")]
+
+
+def _xr(seed, **kw):
+    return make_phantom("xr", seed, spacing=kw.pop("spacing", 0.4), **kw)
+
+
+def _ct(seed, **kw):
+    return make_phantom("ct", seed, spacing=kw.pop("spacing", (2.0, 1.5, 1.5)), **kw)
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    return [_xr(s, fracture_rate=0.5) for s in range(6)] + [_ct(s, fracture_rate=0.5)
+                                                           for s in range(2)]
+
+
+def test_landmark_distances_equal_the_stated_heights(phantoms):
+    for phantom in phantoms:
+        for v in phantom.truth["vertebrae"]:
+            marks = {k: np.array(p) for k, p in v["landmarks"].items()}
+            assert set(marks) == set(LANDMARK_NAMES)
+            for upper, lower, key in PAIRS:
+                assert np.linalg.norm(marks[lower] - marks[upper]) == pytest.approx(v[key], abs=1e-3)
+
+
+def _losses(v):
+    ref = v["reference_heights_mm"]
+    return {side: 1 - v[f"{side}_height_mm"] / ref[side] for side in ref}
+
+
+def test_fracture_heights_match_grade_and_type():
+    seen = set()
+    for seed in range(40):
+        for modality in ("xr",):
+            phantom = _xr(seed, fracture_rate=0.6, spacing=0.8)
+            for v in phantom.truth["vertebrae"]:
+                loss = _losses(v)
+                worst = max(loss.values())
+                assert 100 * worst == pytest.approx(v["height_loss_percent"], abs=1e-2)
+                assert genant_grade_of_loss(worst) == v["genant_grade"]
+                if v["genant_grade"] == 0:
+                    assert v["fracture_type"] == "none"
+                    assert v["anterior_height_mm"] / v["posterior_height_mm"] > 0.9
+                    continue
+                low, high = GRADE_LOSS_RANGE[v["genant_grade"]]
+                assert low <= worst <= high
+                kind = v["fracture_type"]
+                seen.add((v["genant_grade"], kind))
+                if kind == "wedge":  # anterior height loss most prominent
+                    assert loss["anterior"] == worst > loss["middle"] > loss["posterior"]
+                elif kind == "biconcave":  # central loss, almost equal anterior and posterior
+                    assert loss["middle"] == worst
+                    assert abs(loss["anterior"] - loss["posterior"]) <= 0.2 * worst
+                else:  # crush: posterior loss most prominent or uniform loss
+                    assert loss["posterior"] == worst
+                    assert loss["anterior"] >= 0.75 * worst - 1e-9
+    assert len(seen) == 9, f"not every grade and type was drawn: {sorted(seen)}"
+
+
+def test_explicit_fractures_and_vcr():
+    phantom = _xr(3, levels=["T12", "L1", "L2", "L3"], with_sacrum=False,
+                  fractures={"L1": (3, "wedge")})
+    by_level = {v["level"]: v for v in phantom.truth["vertebrae"]}
+    l1 = by_level["L1"]
+    assert l1["genant_grade"] == 3 and l1["fracture_type"] == "wedge"
+    v1, v2, v3 = (by_level[k]["anterior_height_mm"] for k in ("T12", "L1", "L2"))
+    assert l1["vcr_percent"] == pytest.approx(100 * (1 - v2 / ((v1 + v3) / 2)), abs=1e-3)
+    assert l1["vcr_percent"] > 35
+    assert "vcr_percent" not in by_level["T12"]  # no upper neighbour
+    with pytest.raises(ValueError):
+        _xr(3, fractures={"L1": (4, "wedge")})
+    with pytest.raises(ValueError):
+        _xr(3, levels=["L1", "L3"])
+
+
+def _pixel(point, spacing):
+    return tuple(np.round(np.asarray(point) / np.asarray(spacing)).astype(int))
+
+
+def test_landmarks_sit_on_the_label_boundary(phantoms):
+    for phantom in phantoms:
+        labels, spacing = phantom.labels.array, np.array(phantom.image.spacing)
+        step = float(spacing.max())
+        for v in phantom.truth["vertebrae"]:
+            if not v["fully_visible"]:
+                continue
+            e_cc = np.array(v["axes"]["cranio_caudal"])
+            e_ap = np.array(v["axes"]["anterior_posterior"])
+            for name, point in v["landmarks"].items():
+                # Inward: towards the other endplate, and away from the wall for corner points.
+                vertical = e_cc if name.startswith("upper") else -e_cc
+                horizontal = {"anterior": e_ap, "middle": 0 * e_ap, "posterior": -e_ap}[
+                    name.split("_")[1]]
+                inside = np.array(point) + 1.6 * step * (vertical + horizontal)
+                outside = np.array(point) - 1.6 * step * vertical
+                assert labels[_pixel(inside, spacing)] == v["label"], (v["level"], name)
+                assert labels[_pixel(outside, spacing)] != v["label"], (v["level"], name)
+
+
+def test_label_run_length_matches_middle_height():
+    phantom = _xr(5, spacing=0.25, tilt_deg=0.0, curvature_deg=0.0)
+    labels = phantom.labels.array
+    for v in phantom.truth["vertebrae"]:
+        top, bottom = np.array(v["landmarks"]["upper_middle"]), np.array(v["landmarks"]["lower_middle"])
+        samples = np.linspace(top - (bottom - top) * 0.2, bottom + (bottom - top) * 0.2, 2000)
+        hits = [labels[_pixel(p, phantom.image.spacing)] == v["label"] for p in samples]
+        length = np.count_nonzero(hits) / len(samples) * 1.4 * v["middle_height_mm"]
+        assert length == pytest.approx(v["middle_height_mm"], abs=0.5)
+
+
+def test_levels_and_sacrum_in_labels(phantoms):
+    for phantom in phantoms:
+        truth = phantom.truth
+        present = set(np.unique(phantom.labels.array)) - {0}
+        expected = {v["label"] for v in truth["vertebrae"]}
+        if truth["sacrum"] is not None:
+            expected.add(26)
+            assert truth["levels"][-1] == "S1"
+        assert expected == present
+        whole = phantom.vertebrae.array
+        for v in truth["vertebrae"]:  # whole vertebrae contain the bodies and more
+            body = phantom.labels.array == v["label"]
+            assert np.all(whole[body] == v["label"])
+            assert np.count_nonzero(whole == v["label"]) > 1.2 * np.count_nonzero(body)
+
+
+def test_same_seed_same_phantom_and_rotation_keeps_heights():
+    a, b = _ct(11, axial_rotation_deg=0.0), _ct(11, axial_rotation_deg=0.0)
+    assert np.array_equal(a.image.array, b.image.array)
+    assert a.truth == b.truth
+    rotated = _ct(11, axial_rotation_deg=12.0)
+    for v0, v1 in zip(a.truth["vertebrae"], rotated.truth["vertebrae"], strict=True):
+        assert v0["anterior_height_mm"] == v1["anterior_height_mm"]
+        assert v0["axes"]["anterior_posterior"] != v1["axes"]["anterior_posterior"]
+    assert not np.array_equal(a.labels.array, rotated.labels.array)
+
+
+def test_ct_intensities_are_hounsfield_like():
+    phantom = _ct(2)
+    hu, labels = phantom.image.array, phantom.labels.array
+    bone = hu[(labels > 0) & (labels < 26)]
+    assert phantom.image.array.dtype == np.int16
+    assert 100 < np.median(bone) < 400
+    assert np.median(hu[labels == 0]) < 100
+    assert hu.min() <= -900  # air behind the back
+
+
+def test_cli_writes_cases_that_read_back(tmp_path):
+    out = tmp_path / "cases"
+    assert main(["phantom", "--modality", "xr", "--n", "2", "--seed", "4", "--spacing", "0.5",
+                 "-o", str(out)]) == 0
+    assert main(["phantom", "--modality", "ct", "--n", "1", "--seed", "4", "--spacing", "2",
+                 "-o", str(out)]) == 0
+    cases = sorted(p.name for p in out.iterdir())
+    assert cases == ["ct-s4-0000", "xr-s4-0000", "xr-s4-0001"]
+    for case in cases:
+        folder = out / case
+        truth = json.loads((folder / "truth.json").read_text())
+        image = read_image(folder / "image.nii.gz")
+        labels = read_image(folder / "labels.nii.gz")
+        assert image.spacing == pytest.approx(truth["spacing_mm"])
+        assert image.modality == truth["modality"] and labels.kind == "labels"
+        assert list(image.shape) == truth["shape"] and image.axis_codes == tuple(truth["axis_codes"])
+        assert image.origin == pytest.approx((0.0,) * image.ndim)
+        for v in truth["vertebrae"]:
+            assert {"level", "label", "landmarks", "anterior_height_mm", "middle_height_mm",
+                    "posterior_height_mm", "genant_grade", "fracture_type"} <= set(v)
+            assert level_id(v["level"]) == v["label"]
+    # Same command again: refused, nothing overwritten; with --overwrite the same bytes.
+    before = (out / "xr-s4-0000" / "image.nii.gz").read_bytes()
+    assert main(["phantom", "--modality", "xr", "--n", "1", "--seed", "4", "--spacing", "0.5",
+                 "-o", str(out)]) == 1
+    assert main(["phantom", "--modality", "xr", "--n", "1", "--seed", "4", "--spacing", "0.5",
+                 "-o", str(out), "--overwrite"]) == 0
+    again = read_image(out / "xr-s4-0000" / "image.nii.gz").array
+    assert np.array_equal(again, read_image_from_bytes(before, tmp_path))
+
+
+def read_image_from_bytes(raw: bytes, tmp_path):
+    path = tmp_path / "copy.nii.gz"
+    path.write_bytes(raw)
+    return read_image(path).array
