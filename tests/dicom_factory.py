@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from pydicom import config
@@ -17,8 +16,14 @@ from pydicom.uid import (
 )
 
 
-def radiograph_dataset(pixels: np.ndarray, *, photometric: str = "MONOCHROME2", bits_stored: int = 12,
-                       modality: str = "DX", **attributes) -> Dataset:
+def radiograph_dataset(
+    pixels: np.ndarray,
+    *,
+    photometric: str = "MONOCHROME2",
+    bits_stored: int = 12,
+    modality: str = "DX",
+    **attributes,
+) -> Dataset:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = DigitalXRayImageStorageForPresentation
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -63,9 +68,16 @@ def write(ds: Dataset, path: Path) -> Path:
     return path
 
 
-def ct_series(folder: Path, n: int = 6, step: float = 2.5, size: int = 16,
-              positions: list[float] | None = None, orientation=(1, 0, 0, 0, 1, 0),
-              series_uid: str | None = None, start_value: int = 0) -> list[Path]:
+def ct_series(
+    folder: Path,
+    n: int = 6,
+    step: float = 2.5,
+    size: int = 16,
+    positions: list[float] | None = None,
+    orientation=(1, 0, 0, 0, 1, 0),
+    series_uid: str | None = None,
+    start_value: int = 0,
+) -> list[Path]:
     """A tiny axial CT series, stored values = slice index * 10 + start_value, HU = value - 1024."""
     folder.mkdir(parents=True, exist_ok=True)
     uid = series_uid or generate_uid()
@@ -74,10 +86,18 @@ def ct_series(folder: Path, n: int = 6, step: float = 2.5, size: int = 16,
     for k, z in enumerate(positions):
         pixels = np.full((size, size), start_value + 10 * k, np.uint16)
         pixels[0, 0] = 1000 + k
-        ds = radiograph_dataset(pixels, modality="CT", bits_stored=12,
-                                PixelSpacing=[0.7, 0.8], ImageOrientationPatient=list(orientation),
-                                ImagePositionPatient=[-10.0, -20.0, z], RescaleSlope=1,
-                                RescaleIntercept=-1024, SliceThickness=step, InstanceNumber=k + 1)
+        ds = radiograph_dataset(
+            pixels,
+            modality="CT",
+            bits_stored=12,
+            PixelSpacing=[0.7, 0.8],
+            ImageOrientationPatient=list(orientation),
+            ImagePositionPatient=[-10.0, -20.0, z],
+            RescaleSlope=1,
+            RescaleIntercept=-1024,
+            SliceThickness=step,
+            InstanceNumber=k + 1,
+        )
         ds.SOPClassUID = CTImageStorage
         ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
         ds.SeriesInstanceUID = uid

@@ -57,8 +57,9 @@ def test_every_orientation_becomes_IPL_with_the_same_patient_geometry(codes):
 
 def test_slightly_oblique_directions_get_their_nearest_codes():
     angle = np.radians(5)
-    rot = np.array([[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0],
-                    [0, 0, 1]])
+    rot = np.array(
+        [[np.cos(angle), -np.sin(angle), 0], [np.sin(angle), np.cos(angle), 0], [0, 0, 1]]
+    )
     assert axis_codes_from_directions(rot) == ("R", "A", "S")
     assert axis_codes_from_directions(-rot[:, [1, 2, 0]]) == ("P", "I", "L")
 

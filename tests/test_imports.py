@@ -3,8 +3,17 @@
 import subprocess
 import sys
 
-BLOCKED = ("napari", "qtpy", "PyQt6", "PyQt5", "PySide6", "magicgui", "torch",
-           "segmentation_models_pytorch", "vispy")
+BLOCKED = (
+    "napari",
+    "qtpy",
+    "PyQt6",
+    "PyQt5",
+    "PySide6",
+    "magicgui",
+    "torch",
+    "segmentation_models_pytorch",
+    "vispy",
+)
 
 
 def _run(code: str) -> subprocess.CompletedProcess:
@@ -27,10 +36,7 @@ def test_core_works_with_gui_and_torch_blocked():
 
 
 def test_import_does_not_load_heavy_modules():
-    code = (
-        "import sys, napari_vertebra\n"
-        f"print([m for m in {BLOCKED!r} if m in sys.modules])\n"
-    )
+    code = f"import sys, napari_vertebra\nprint([m for m in {BLOCKED!r} if m in sys.modules])\n"
     result = _run(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""Radiograph DICOM, CT series edge cases, compressed DICOM and PNG/TIFF, built here with known values."""
+"""Radiograph DICOM, CT series edge cases, compressed DICOM, PNG/TIFF, built with known values."""
 
 import numpy as np
 import pytest
@@ -17,8 +17,13 @@ def _gradient(shape=(40, 30), top=4095, dtype=np.uint16):
 
 def test_dx_monochrome1_pixel_spacing_and_orientation(tmp_path):
     stored = _gradient()
-    ds = radiograph_dataset(stored, photometric="MONOCHROME1", PixelSpacing=[0.15, 0.15],
-                            ImagerPixelSpacing=[0.18, 0.18], PatientOrientation=["A", "F"])
+    ds = radiograph_dataset(
+        stored,
+        photometric="MONOCHROME1",
+        PixelSpacing=[0.15, 0.15],
+        ImagerPixelSpacing=[0.18, 0.18],
+        PatientOrientation=["A", "F"],
+    )
     image = read_image(write(ds, tmp_path / "lat.dcm"))
     assert image.modality == "XR" and image.spacing == pytest.approx((0.15, 0.15))
     assert image.source["spacing_source"] == "PixelSpacing"
@@ -29,8 +34,9 @@ def test_dx_monochrome1_pixel_spacing_and_orientation(tmp_path):
 
 
 def test_imager_spacing_is_corrected_by_magnification(tmp_path):
-    ds = radiograph_dataset(_gradient(), ImagerPixelSpacing=[0.2, 0.2],
-                            EstimatedRadiographicMagnificationFactor=1.25)
+    ds = radiograph_dataset(
+        _gradient(), ImagerPixelSpacing=[0.2, 0.2], EstimatedRadiographicMagnificationFactor=1.25
+    )
     image = read_image(write(ds, tmp_path / "cr.dcm"))
     assert image.spacing == pytest.approx((0.16, 0.16))
     assert "Magnification" in image.source["spacing_source"]
@@ -49,13 +55,15 @@ def test_radiograph_without_spacing_is_unknown_never_one_mm(tmp_path):
     assert set_by_user.spacing == (0.143, 0.143) and set_by_user.units == "mm"
 
 
-@pytest.mark.parametrize("dtype,bits", [(np.uint8, 8), (np.uint16, 12), (np.uint16, 16),
-                                        (np.int16, 16)])
+@pytest.mark.parametrize(
+    "dtype,bits", [(np.uint8, 8), (np.uint16, 12), (np.uint16, 16), (np.int16, 16)]
+)
 def test_bit_depths_and_rescale(tmp_path, dtype, bits):
     top = 2 ** (bits - 1) - 1 if np.dtype(dtype).kind == "i" else 2**bits - 1
     stored = _gradient(top=top, dtype=dtype)
-    ds = radiograph_dataset(stored, bits_stored=bits, RescaleSlope=2, RescaleIntercept=-5,
-                            PixelSpacing=[0.1, 0.1])
+    ds = radiograph_dataset(
+        stored, bits_stored=bits, RescaleSlope=2, RescaleIntercept=-5, PixelSpacing=[0.1, 0.1]
+    )
     image = read_image(write(ds, tmp_path / "r.dcm"))
     assert np.allclose(image.array, stored.astype(float) * 2 - 5)
 
@@ -108,8 +116,9 @@ def test_series_with_gap_is_reported(tmp_path):
 def test_series_with_mixed_orientation_is_reported(tmp_path):
     uid = "1.2.826.0.1.3680043.8.498.1"
     ct_series(tmp_path / "m", n=3, series_uid=uid)
-    extra = ct_series(tmp_path / "tmp", n=1, positions=[-7.5], orientation=(0, 1, 0, 0, 0, -1),
-                      series_uid=uid)
+    extra = ct_series(
+        tmp_path / "tmp", n=1, positions=[-7.5], orientation=(0, 1, 0, 0, 0, -1), series_uid=uid
+    )
     extra[0].rename(tmp_path / "m" / "odd.dcm")
     with pytest.raises(SpineIOError, match="mixes slice orientations"):
         read_image(tmp_path / "m")

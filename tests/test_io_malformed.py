@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from napari_vertebra import SpineIOError, read_image
-from napari_vertebra._napari.reader import get_reader, read_layers
+from napari_vertebra._napari.reader import get_reader
 from tests.dicom_factory import ct_series, lenient, radiograph_dataset, write
 
 RNG = np.random.default_rng(1)
@@ -94,8 +94,9 @@ NIFTI_CASES = {
     "huge-declared": lambda d: _huge_dims_nifti(d / "a.nii"),
     "folder-named-nii": lambda d: (d / "dir.nii.gz").mkdir() or d / "dir.nii.gz",
     "fifo": lambda d: os.mkfifo(d / "pipe.nii") or d / "pipe.nii",
-    "broken-symlink": lambda d: (d / "link.nii.gz").symlink_to(d / "missing.nii.gz")
-    or d / "link.nii.gz",
+    "broken-symlink": lambda d: (
+        (d / "link.nii.gz").symlink_to(d / "missing.nii.gz") or d / "link.nii.gz"
+    ),
 }
 
 
@@ -150,8 +151,7 @@ def _set(**values):
 DICOM_CASES = {
     "empty": lambda d: _wb(d / "a.dcm", b""),
     "random": lambda d: _wb(d / "a.dcm", RNG.bytes(4000)),
-    "preamble-then-garbage": lambda d: _wb(d / "a.dcm", b"\0" * 128 + b"DICM"
-                                                                 + RNG.bytes(500)),
+    "preamble-then-garbage": lambda d: _wb(d / "a.dcm", b"\0" * 128 + b"DICM" + RNG.bytes(500)),
     "text-as-dcm": lambda d: _wt(d / "a.dcm", "hello\n" * 100),
     "truncated-header": lambda d: _truncate(_dx(d), 0.05),
     "truncated-pixels": lambda d: _truncate(_dx(d), 0.8),
@@ -161,19 +161,24 @@ DICOM_CASES = {
     "huge-declared": lambda d: _dx_edit(d, _set(Rows=65535, Columns=65535)),
     "modality-mr": lambda d: _dx_edit(d, _set(Modality="MR")),
     "zero-spacing": lambda d: _dx_edit(d, _set(PixelSpacing=[0, 0])),
-    "text-spacing": lambda d: _patched(_dx_edit(d, _set(PixelSpacing=[9.87654, 9.87654])),
-                                       b"9.87654\\9.87654", b"abcdefg\\hijklmn"),
+    "text-spacing": lambda d: _patched(
+        _dx_edit(d, _set(PixelSpacing=[9.87654, 9.87654])), b"9.87654\\9.87654", b"abcdefg\\hijklmn"
+    ),
     "three-spacing": lambda d: _dx_edit(d, _set(PixelSpacing=[0.1, 0.1, 0.1])),
     "zero-slope": lambda d: _dx_edit(d, _set(RescaleSlope=0)),
-    "text-slope": lambda d: _patched(_dx_edit(d, _set(RescaleSlope=7.654321)), b"7.654321",
-                                     b"abcdefgh"),
+    "text-slope": lambda d: _patched(
+        _dx_edit(d, _set(RescaleSlope=7.654321)), b"7.654321", b"abcdefgh"
+    ),
     "two-samples": lambda d: _dx_edit(d, _set(SamplesPerPixel=2)),
     "bad-bits": lambda d: _dx_edit(d, _set(BitsAllocated=7)),
     "jpeg-ls-no-decoder": lambda d: _compressed_garbage(d, "1.2.840.10008.1.2.4.80"),
     "jpeg2000-garbage": lambda d: _compressed_garbage(d, "1.2.840.10008.1.2.4.90"),
     "enhanced-ct-frames": lambda d: _dx_edit(d, _set(Modality="CT", NumberOfFrames=3)),
-    "png-renamed": lambda d: (Image.fromarray(np.zeros((20, 20), np.uint8)).save(d / "x.png")
-                              or (d / "x.png").rename(d / "a.dcm") or d / "a.dcm"),
+    "png-renamed": lambda d: (
+        Image.fromarray(np.zeros((20, 20), np.uint8)).save(d / "x.png")
+        or (d / "x.png").rename(d / "a.dcm")
+        or d / "a.dcm"
+    ),
 }
 
 
@@ -210,8 +215,9 @@ def _two_series(d: Path) -> Path:
 
 def _mixed_orientation(d: Path) -> Path:
     folder = _series(d, n=3, series_uid="1.2.3.7")
-    odd = ct_series(d / "o", n=1, positions=[-7.5], orientation=(0, 1, 0, 0, 0, -1),
-                    series_uid="1.2.3.7")
+    odd = ct_series(
+        d / "o", n=1, positions=[-7.5], orientation=(0, 1, 0, 0, 0, -1), series_uid="1.2.3.7"
+    )
     odd[0].rename(folder / "odd.dcm")
     return folder
 
@@ -258,10 +264,15 @@ FOLDER_CASES = {
     "subfolder-only": _subfolder_only,
     "hidden-only": _hidden_only,
     "fifo-in-folder": _fifo_folder,
-    "bad-orientation": lambda d: _series_edit(d, 0, _set(ImageOrientationPatient=[1, 0, 0, 1, 0, 0])),
+    "bad-orientation": lambda d: _series_edit(
+        d, 0, _set(ImageOrientationPatient=[1, 0, 0, 1, 0, 0])
+    ),
     "text-position": lambda d: _patched_slice(
-        _series_edit(d, 1, _set(ImagePositionPatient=[1.234567, 2.345678, 3.456789])), 1,
-        b"1.234567\\2.345678", b"abcdefgh\\ijklmnop"),
+        _series_edit(d, 1, _set(ImagePositionPatient=[1.234567, 2.345678, 3.456789])),
+        1,
+        b"1.234567\\2.345678",
+        b"abcdefgh\\ijklmnop",
+    ),
     "zero-slope-slice": lambda d: _series_edit(d, 2, _set(RescaleSlope=0)),
     "rows-mismatch-slice": lambda d: _series_edit(d, 2, _set(Columns=20)),
 }
@@ -280,12 +291,20 @@ def _all_mr(d: Path) -> Path:
 
 def _png_header(path: Path, width: int, height: int) -> Path:
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0"))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0"))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -319,11 +338,13 @@ def _apng(path: Path) -> Path:
 RASTER_CASES = {
     "empty-png": lambda d: _wb(d / "a.png", b""),
     "random-png": lambda d: _wb(d / "a.png", RNG.bytes(1000)),
-    "truncated-png": lambda d: _truncate(_save(RNG.integers(0, 255, (64, 64), dtype=np.uint8),
-                                               d / "a.png"), 0.5),
+    "truncated-png": lambda d: _truncate(
+        _save(RNG.integers(0, 255, (64, 64), dtype=np.uint8), d / "a.png"), 0.5
+    ),
     "text-jpg": lambda d: _wt(d / "a.jpg", "no"),
-    "truncated-jpg": lambda d: _truncate(_save(RNG.integers(0, 255, (64, 64), dtype=np.uint8),
-                                               d / "a.jpg"), 0.3),
+    "truncated-jpg": lambda d: _truncate(
+        _save(RNG.integers(0, 255, (64, 64), dtype=np.uint8), d / "a.jpg"), 0.3
+    ),
     "empty-jpeg": lambda d: _wb(d / "a.jpeg", b""),
     "empty-tif": lambda d: _wb(d / "a.tif", b""),
     "garbage-tif": lambda d: _wb(d / "a.tif", b"II*\0" + RNG.bytes(300)),
@@ -332,22 +353,26 @@ RASTER_CASES = {
     "tiny-png": lambda d: _save(np.zeros((2, 2), np.uint8), d / "a.png"),
     "one-row-png": lambda d: _save(np.zeros((1, 100), np.uint8), d / "a.png"),
     "nan-tif": lambda d: _tiff(d / "a.tif", np.full((20, 20), np.nan, np.float32)),
-    "png-as-tif": lambda d: (_save(np.zeros((20, 20), np.uint8), d / "x.png").rename(d / "a.tif")
-                             or d / "a.tif"),
+    "png-as-tif": lambda d: (
+        _save(np.zeros((20, 20), np.uint8), d / "x.png").rename(d / "a.tif") or d / "a.tif"
+    ),
     "animated-png": lambda d: _apng(d / "a.png"),
     "bomb-png": lambda d: _png_header(d / "a.png", 100_000, 100_000),
-    "truncated-16bit-png": lambda d: _truncate(_save(RNG.integers(0, 60000, (64, 64),
-                                                                  dtype=np.uint16), d / "a.png"), 0.4),
+    "truncated-16bit-png": lambda d: _truncate(
+        _save(RNG.integers(0, 60000, (64, 64), dtype=np.uint16), d / "a.png"), 0.4
+    ),
     "complex-tif": lambda d: _tiff(d / "a.tif", np.zeros((20, 20), np.complex64)),
     "folder-named-png": lambda d: (d / "dir.png").mkdir() or d / "dir.png",
     "fifo-png": lambda d: os.mkfifo(d / "p.png") or d / "p.png",
     "zero-size-header-png": lambda d: _png_header(d / "a.png", 0, 10),
 }
 
-ALL_CASES = [(f"nifti/{k}", f) for k, f in NIFTI_CASES.items()] + [
-    (f"dicom/{k}", f) for k, f in DICOM_CASES.items()] + [
-    (f"folder/{k}", f) for k, f in FOLDER_CASES.items()] + [
-    (f"raster/{k}", f) for k, f in RASTER_CASES.items()]
+ALL_CASES = (
+    [(f"nifti/{k}", f) for k, f in NIFTI_CASES.items()]
+    + [(f"dicom/{k}", f) for k, f in DICOM_CASES.items()]
+    + [(f"folder/{k}", f) for k, f in FOLDER_CASES.items()]
+    + [(f"raster/{k}", f) for k, f in RASTER_CASES.items()]
+)
 
 
 def test_at_least_twenty_cases_per_reader():

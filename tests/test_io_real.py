@@ -1,4 +1,4 @@
-"""Every reader on the real scans in ../shared/data: geometry and HU against the NIfTI of the scan."""
+"""Every reader on the real scans in ../shared/data: geometry and HU against the scan's NIfTI."""
 
 import json
 
@@ -58,8 +58,9 @@ def test_dicom_series_matches_the_nifti_on_its_grid(lumbar, no_hang):
 
 def test_dicom_series_hu_from_rescale_and_against_the_nifti_scan(lumbar):
     series = read_image(lumbar / "dicom_series_T11-T12")
-    grid_labels = to_verse(read_image(lumbar / "dicom_series_labels_totalseg.nii.gz").array,
-                           "totalsegmentator")
+    grid_labels = to_verse(
+        read_image(lumbar / "dicom_series_labels_totalseg.nii.gz").array, "totalsegmentator"
+    )
     # Independent HU for one slice: stored value * slope + intercept, slices sorted head first.
     files = sorted((lumbar / "dicom_series_T11-T12").iterdir())
     datasets = [pydicom.dcmread(f) for f in files]

@@ -5,8 +5,17 @@ from napari_vertebra.core import labels
 
 
 def test_names_and_ids_round_trip():
-    expected = {1: "C1", 7: "C7", 8: "T1", 19: "T12", 20: "L1", 24: "L5", 25: "L6", 26: "S1",
-                28: "T13"}
+    expected = {
+        1: "C1",
+        7: "C7",
+        8: "T1",
+        19: "T12",
+        20: "L1",
+        24: "L5",
+        25: "L6",
+        26: "S1",
+        28: "T13",
+    }
     for label, name in expected.items():
         assert labels.level_name(label) == name
         assert labels.level_id(name) == label
@@ -33,8 +42,17 @@ def test_craniocaudal_order_puts_transitional_levels_in_place():
 
 def test_totalsegmentator_conversion_matches_the_published_table():
     # TotalSegmentator v2: 25 sacrum, 26 S1, 27 L5 ... 31 L1, 32 T12 ... 43 T1, 44 C7 ... 50 C1.
-    expected = {25: "S1", 26: "S1", 27: "L5", 31: "L1", 32: "T12", 33: "T11", 43: "T1", 44: "C7",
-                50: "C1"}
+    expected = {
+        25: "S1",
+        26: "S1",
+        27: "L5",
+        31: "L1",
+        32: "T12",
+        33: "T11",
+        43: "T1",
+        44: "C7",
+        50: "C1",
+    }
     for class_id, name in expected.items():
         assert labels.totalsegmentator_to_verse(class_id) == labels.level_id(name)
     for not_vertebra in (0, 1, 5, 24, 51, 79):
@@ -52,5 +70,10 @@ def test_to_verse_converts_arrays_and_drops_other_structures():
 
 def test_present_levels_sorted_head_to_feet():
     arr = np.array([26, 20, 0, 19, 28, 24])
-    assert [labels.level_name(v) for v in labels.present_levels(arr)] == ["T12", "T13", "L1",
-                                                                          "L5", "S1"]
+    assert [labels.level_name(v) for v in labels.present_levels(arr)] == [
+        "T12",
+        "T13",
+        "L1",
+        "L5",
+        "S1",
+    ]

@@ -10,9 +10,11 @@ from napari_vertebra.cli import main
 from napari_vertebra.core.labels import level_id
 from napari_vertebra.core.phantom import GRADE_LOSS_RANGE, LANDMARK_NAMES, genant_grade_of_loss
 
-PAIRS = [("upper_anterior", "lower_anterior", "anterior_height_mm"),
-         ("upper_middle", "lower_middle", "middle_height_mm"),
-         ("upper_posterior", "lower_posterior", "posterior_height_mm")]
+PAIRS = [
+    ("upper_anterior", "lower_anterior", "anterior_height_mm"),
+    ("upper_middle", "lower_middle", "middle_height_mm"),
+    ("upper_posterior", "lower_posterior", "posterior_height_mm"),
+]
 
 
 def _xr(seed, **kw):
@@ -25,8 +27,9 @@ def _ct(seed, **kw):
 
 @pytest.fixture(scope="module")
 def phantoms():
-    return [_xr(s, fracture_rate=0.5) for s in range(6)] + [_ct(s, fracture_rate=0.5)
-                                                           for s in range(2)]
+    return [_xr(s, fracture_rate=0.5) for s in range(6)] + [
+        _ct(s, fracture_rate=0.5) for s in range(2)
+    ]
 
 
 def test_landmark_distances_equal_the_stated_heights(phantoms):
@@ -35,7 +38,9 @@ def test_landmark_distances_equal_the_stated_heights(phantoms):
             marks = {k: np.array(p) for k, p in v["landmarks"].items()}
             assert set(marks) == set(LANDMARK_NAMES)
             for upper, lower, key in PAIRS:
-                assert np.linalg.norm(marks[lower] - marks[upper]) == pytest.approx(v[key], abs=1e-3)
+                assert np.linalg.norm(marks[lower] - marks[upper]) == pytest.approx(
+                    v[key], abs=1e-3
+                )
 
 
 def _losses(v):
@@ -46,35 +51,35 @@ def _losses(v):
 def test_fracture_heights_match_grade_and_type():
     seen = set()
     for seed in range(40):
-        for modality in ("xr",):
-            phantom = _xr(seed, fracture_rate=0.6, spacing=0.8)
-            for v in phantom.truth["vertebrae"]:
-                loss = _losses(v)
-                worst = max(loss.values())
-                assert 100 * worst == pytest.approx(v["height_loss_percent"], abs=1e-2)
-                assert genant_grade_of_loss(worst) == v["genant_grade"]
-                if v["genant_grade"] == 0:
-                    assert v["fracture_type"] == "none"
-                    assert v["anterior_height_mm"] / v["posterior_height_mm"] > 0.9
-                    continue
-                low, high = GRADE_LOSS_RANGE[v["genant_grade"]]
-                assert low <= worst <= high
-                kind = v["fracture_type"]
-                seen.add((v["genant_grade"], kind))
-                if kind == "wedge":  # anterior height loss most prominent
-                    assert loss["anterior"] == worst > loss["middle"] > loss["posterior"]
-                elif kind == "biconcave":  # central loss, almost equal anterior and posterior
-                    assert loss["middle"] == worst
-                    assert abs(loss["anterior"] - loss["posterior"]) <= 0.2 * worst
-                else:  # crush: posterior loss most prominent or uniform loss
-                    assert loss["posterior"] == worst
-                    assert loss["anterior"] >= 0.75 * worst - 1e-9
+        phantom = _xr(seed, fracture_rate=0.6, spacing=0.8)
+        for v in phantom.truth["vertebrae"]:
+            loss = _losses(v)
+            worst = max(loss.values())
+            assert 100 * worst == pytest.approx(v["height_loss_percent"], abs=1e-2)
+            assert genant_grade_of_loss(worst) == v["genant_grade"]
+            if v["genant_grade"] == 0:
+                assert v["fracture_type"] == "none"
+                assert v["anterior_height_mm"] / v["posterior_height_mm"] > 0.9
+                continue
+            low, high = GRADE_LOSS_RANGE[v["genant_grade"]]
+            assert low <= worst <= high
+            kind = v["fracture_type"]
+            seen.add((v["genant_grade"], kind))
+            if kind == "wedge":  # anterior height loss most prominent
+                assert loss["anterior"] == worst > loss["middle"] > loss["posterior"]
+            elif kind == "biconcave":  # central loss, almost equal anterior and posterior
+                assert loss["middle"] == worst
+                assert abs(loss["anterior"] - loss["posterior"]) <= 0.2 * worst
+            else:  # crush: posterior loss most prominent or uniform loss
+                assert loss["posterior"] == worst
+                assert loss["anterior"] >= 0.75 * worst - 1e-9
     assert len(seen) == 9, f"not every grade and type was drawn: {sorted(seen)}"
 
 
 def test_explicit_fractures_and_vcr():
-    phantom = _xr(3, levels=["T12", "L1", "L2", "L3"], with_sacrum=False,
-                  fractures={"L1": (3, "wedge")})
+    phantom = _xr(
+        3, levels=["T12", "L1", "L2", "L3"], with_sacrum=False, fractures={"L1": (3, "wedge")}
+    )
     by_level = {v["level"]: v for v in phantom.truth["vertebrae"]}
     l1 = by_level["L1"]
     assert l1["genant_grade"] == 3 and l1["fracture_type"] == "wedge"
@@ -105,7 +110,8 @@ def test_landmarks_sit_on_the_label_boundary(phantoms):
                 # Inward: towards the other endplate, and away from the wall for corner points.
                 vertical = e_cc if name.startswith("upper") else -e_cc
                 horizontal = {"anterior": e_ap, "middle": 0 * e_ap, "posterior": -e_ap}[
-                    name.split("_")[1]]
+                    name.split("_")[1]
+                ]
                 inside = np.array(point) + 1.6 * step * (vertical + horizontal)
                 outside = np.array(point) - 1.6 * step * vertical
                 assert labels[_pixel(inside, spacing)] == v["label"], (v["level"], name)
@@ -116,7 +122,10 @@ def test_label_run_length_matches_middle_height():
     phantom = _xr(5, spacing=0.25, tilt_deg=0.0, curvature_deg=0.0)
     labels = phantom.labels.array
     for v in phantom.truth["vertebrae"]:
-        top, bottom = np.array(v["landmarks"]["upper_middle"]), np.array(v["landmarks"]["lower_middle"])
+        top, bottom = (
+            np.array(v["landmarks"]["upper_middle"]),
+            np.array(v["landmarks"]["lower_middle"]),
+        )
         samples = np.linspace(top - (bottom - top) * 0.2, bottom + (bottom - top) * 0.2, 2000)
         hits = [labels[_pixel(p, phantom.image.spacing)] == v["label"] for p in samples]
         length = np.count_nonzero(hits) / len(samples) * 1.4 * v["middle_height_mm"]
@@ -162,10 +171,42 @@ def test_ct_intensities_are_hounsfield_like():
 
 def test_cli_writes_cases_that_read_back(tmp_path):
     out = tmp_path / "cases"
-    assert main(["phantom", "--modality", "xr", "--n", "2", "--seed", "4", "--spacing", "0.5",
-                 "-o", str(out)]) == 0
-    assert main(["phantom", "--modality", "ct", "--n", "1", "--seed", "4", "--spacing", "2",
-                 "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "phantom",
+                "--modality",
+                "xr",
+                "--n",
+                "2",
+                "--seed",
+                "4",
+                "--spacing",
+                "0.5",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "phantom",
+                "--modality",
+                "ct",
+                "--n",
+                "1",
+                "--seed",
+                "4",
+                "--spacing",
+                "2",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     cases = sorted(p.name for p in out.iterdir())
     assert cases == ["ct-s4-0000", "xr-s4-0000", "xr-s4-0001"]
     for case in cases:
@@ -175,18 +216,61 @@ def test_cli_writes_cases_that_read_back(tmp_path):
         labels = read_image(folder / "labels.nii.gz")
         assert image.spacing == pytest.approx(truth["spacing_mm"])
         assert image.modality == truth["modality"] and labels.kind == "labels"
-        assert list(image.shape) == truth["shape"] and image.axis_codes == tuple(truth["axis_codes"])
+        assert list(image.shape) == truth["shape"] and image.axis_codes == tuple(
+            truth["axis_codes"]
+        )
         assert image.origin == pytest.approx((0.0,) * image.ndim)
         for v in truth["vertebrae"]:
-            assert {"level", "label", "landmarks", "anterior_height_mm", "middle_height_mm",
-                    "posterior_height_mm", "genant_grade", "fracture_type"} <= set(v)
+            assert {
+                "level",
+                "label",
+                "landmarks",
+                "anterior_height_mm",
+                "middle_height_mm",
+                "posterior_height_mm",
+                "genant_grade",
+                "fracture_type",
+            } <= set(v)
             assert level_id(v["level"]) == v["label"]
     # Same command again: refused, nothing overwritten; with --overwrite the same bytes.
     before = (out / "xr-s4-0000" / "image.nii.gz").read_bytes()
-    assert main(["phantom", "--modality", "xr", "--n", "1", "--seed", "4", "--spacing", "0.5",
-                 "-o", str(out)]) == 1
-    assert main(["phantom", "--modality", "xr", "--n", "1", "--seed", "4", "--spacing", "0.5",
-                 "-o", str(out), "--overwrite"]) == 0
+    assert (
+        main(
+            [
+                "phantom",
+                "--modality",
+                "xr",
+                "--n",
+                "1",
+                "--seed",
+                "4",
+                "--spacing",
+                "0.5",
+                "-o",
+                str(out),
+            ]
+        )
+        == 1
+    )
+    assert (
+        main(
+            [
+                "phantom",
+                "--modality",
+                "xr",
+                "--n",
+                "1",
+                "--seed",
+                "4",
+                "--spacing",
+                "0.5",
+                "-o",
+                str(out),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
     again = read_image(out / "xr-s4-0000" / "image.nii.gz").array
     assert np.array_equal(again, read_image_from_bytes(before, tmp_path))
 

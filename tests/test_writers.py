@@ -39,7 +39,9 @@ def test_labels_drawn_on_a_dicom_series_are_written_on_its_grid(shared_data, tmp
     out = write_labels(drawn, series, tmp_path / "t12.nii.gz")
     again = read_image(out)
     assert np.array_equal(again.array, drawn)
-    reference = read_image(shared_data / "ct-lumbar-totalseg" / "dicom_series_labels_totalseg.nii.gz")
+    reference = read_image(
+        shared_data / "ct-lumbar-totalseg" / "dicom_series_labels_totalseg.nii.gz"
+    )
     assert np.allclose(again.affine, reference.affine, atol=1e-3)
 
 
@@ -63,7 +65,12 @@ def test_labels_on_an_image_of_unknown_spacing_stay_unknown(tmp_path):
     drawn[5:15, 10:20] = 20
     again = read_image(write_labels(drawn, film, tmp_path / "film_labels.nii.gz"))
     assert np.array_equal(again.array, drawn)
-    assert again.spacing is None
+    assert again.spacing is None and again.axis_codes is None
+    # Once the user sets an anisotropic spacing it survives the round trip, axes unswapped.
+    calibrated = film.with_spacing((0.2, 0.3))
+    again = read_image(write_labels(drawn, calibrated, tmp_path / "calibrated.nii.gz"))
+    assert np.array_equal(again.array, drawn)
+    assert again.spacing == pytest.approx((0.2, 0.3))
 
 
 def test_writers_never_overwrite_without_being_asked(tmp_path):
@@ -80,8 +87,14 @@ def test_writers_never_overwrite_without_being_asked(tmp_path):
 
 
 def test_table_csv_round_trip_with_empty_cells(tmp_path):
-    table = pd.DataFrame({"level": ["L1", "L2"], "label": [20, 21],
-                          "vcr_percent": [np.nan, 12.5], "qc_flags": ["", "touches_border"]})
+    table = pd.DataFrame(
+        {
+            "level": ["L1", "L2"],
+            "label": [20, 21],
+            "vcr_percent": [np.nan, 12.5],
+            "qc_flags": ["", "touches_border"],
+        }
+    )
     path = write_table(table, tmp_path / "measurements.csv")
     text = path.read_text().splitlines()
     assert text[0] == "level,label,vcr_percent,qc_flags"

@@ -20,8 +20,12 @@ def _phantom(args: argparse.Namespace) -> int:
     from .core.phantom import generate_phantoms
 
     def progress(done: int, total: int) -> None:
-        print(f"\rphantom {done}/{total}", end="" if done < total else "\n", file=sys.stderr,
-              flush=True)
+        print(
+            f"\rphantom {done}/{total}",
+            end="" if done < total else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
 
     options = {}
     if args.spacing is not None:
@@ -32,8 +36,15 @@ def _phantom(args: argparse.Namespace) -> int:
         options["fracture_type"] = args.fracture_type
     if args.fracture_rate is not None:
         options["fracture_rate"] = args.fracture_rate
-    written = generate_phantoms(args.modality, args.n, args.seed, args.output,
-                                overwrite=args.overwrite, progress=progress, **options)
+    written = generate_phantoms(
+        args.modality,
+        args.n,
+        args.seed,
+        args.output,
+        overwrite=args.overwrite,
+        progress=progress,
+        **options,
+    )
     print(f"wrote {len(written)} cases to {args.output}")
     return 0
 
@@ -61,14 +72,19 @@ def _view(args: argparse.Namespace) -> int:
     try:
         import napari
     except ImportError:
-        print("napari is not installed; install the GUI with: pip install 'napari-vertebra[all]'",
-              file=sys.stderr)
+        print(
+            "napari is not installed; install the GUI with: pip install 'napari-vertebra[all]'",
+            file=sys.stderr,
+        )
         return 2
     try:
         viewer = napari.Viewer()
     except Exception as err:  # no display, no Qt binding: say so plainly
-        print(f"cannot open a napari window ({type(err).__name__}: {err}); on a machine without a "
-              "display use 'napari-vertebra info' or run under xvfb-run", file=sys.stderr)
+        print(
+            f"cannot open a napari window ({type(err).__name__}: {err}); on a machine without a "
+            "display use 'napari-vertebra info' or run under xvfb-run",
+            file=sys.stderr,
+        )
         return 2
     if args.sample:
         viewer.open_sample("napari-vertebra", args.sample)
@@ -82,22 +98,40 @@ def _view(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-vertebra",
-        description="Find, label and measure vertebrae on spine radiographs and CT.")
+        description="Find, label and measure vertebrae on spine radiographs and CT.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     phantom = sub.add_parser("phantom", help="write synthetic spine phantoms with ground truth")
-    phantom.add_argument("--modality", choices=("xr", "ct"), required=True,
-                         help="xr: lateral radiograph (2D); ct: CT volume (3D)")
+    phantom.add_argument(
+        "--modality",
+        choices=("xr", "ct"),
+        required=True,
+        help="xr: lateral radiograph (2D); ct: CT volume (3D)",
+    )
     phantom.add_argument("--n", type=int, default=1, help="number of cases (default 1)")
     phantom.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     phantom.add_argument("-o", "--output", required=True, help="output folder")
-    phantom.add_argument("--spacing", type=float, default=None,
-                         help="pixel/voxel spacing in mm (default: random, realistic)")
-    phantom.add_argument("--grade", type=int, choices=(1, 2, 3), default=None,
-                         help="Genant grade of every random fracture")
+    phantom.add_argument(
+        "--spacing",
+        type=float,
+        default=None,
+        help="pixel/voxel spacing in mm (default: random, realistic)",
+    )
+    phantom.add_argument(
+        "--grade",
+        type=int,
+        choices=(1, 2, 3),
+        default=None,
+        help="Genant grade of every random fracture",
+    )
     phantom.add_argument("--fracture-type", choices=("wedge", "biconcave", "crush"), default=None)
-    phantom.add_argument("--fracture-rate", type=float, default=None,
-                         help="probability that a body is fractured (default 0.2)")
+    phantom.add_argument(
+        "--fracture-rate",
+        type=float,
+        default=None,
+        help="probability that a body is fractured (default 0.2)",
+    )
     phantom.add_argument("--overwrite", action="store_true", help="replace existing case folders")
     phantom.set_defaults(func=_phantom)
 
@@ -107,8 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     view = sub.add_parser("view", help="open files or a bundled sample in napari")
     view.add_argument("paths", nargs="*")
-    view.add_argument("--sample", choices=("lumbar-ct", "radiograph", "ct"), default=None,
-                      help="open a bundled sample")
+    view.add_argument(
+        "--sample",
+        choices=("lumbar-ct", "radiograph", "ct"),
+        default=None,
+        help="open a bundled sample",
+    )
     view.add_argument("--no-block", action="store_true", help=argparse.SUPPRESS)
     view.set_defaults(func=_view)
     return parser

@@ -37,13 +37,24 @@ def lumbar_ct() -> tuple[SpineImage, SpineImage]:
 
 def synthetic_radiograph() -> Phantom:
     """A fixed lateral radiograph phantom (T11–S1) with a moderate L1 wedge fracture."""
-    return make_phantom("xr", seed=7, levels=["T11", "T12", "L1", "L2", "L3", "L4", "L5"],
-                        with_sacrum=True, fractures={"L1": (2, "wedge")}, spacing=0.3,
-                        crop_top=False)
+    return make_phantom(
+        "xr",
+        seed=7,
+        levels=["T11", "T12", "L1", "L2", "L3", "L4", "L5"],
+        with_sacrum=True,
+        fractures={"L1": (2, "wedge")},
+        spacing=0.3,
+        crop_top=False,
+    )
 
 
 def synthetic_ct() -> Phantom:
     """A fixed CT phantom (T12–S1) with a severe L2 biconcave fracture, 1.5 × 1 × 1 mm voxels."""
-    return make_phantom("ct", seed=3, levels=["T12", "L1", "L2", "L3", "L4", "L5"],
-                        with_sacrum=True, fractures={"L2": (3, "biconcave")},
-                        spacing=(1.5, 1.0, 1.0))
+    return make_phantom(
+        "ct",
+        seed=3,
+        levels=["T12", "L1", "L2", "L3", "L4", "L5"],
+        with_sacrum=True,
+        fractures={"L2": (3, "biconcave")},
+        spacing=(1.5, 1.0, 1.0),
+    )

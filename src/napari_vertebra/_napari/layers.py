@@ -1,4 +1,4 @@
-"""SpineImage <-> napari layer data, keeping physical geometry in ``scale``/``translate`` and metadata."""
+"""SpineImage <-> napari layer data; physical geometry in ``scale``, ``translate`` and metadata."""
 
 from __future__ import annotations
 
@@ -15,8 +15,14 @@ CT_CONTRAST_LIMITS = (-400.0, 1200.0)
 
 def layer_data(image: SpineImage, name: str) -> tuple[Any, dict[str, Any], str]:
     """A napari LayerDataTuple for ``image``: ``scale`` = spacing (mm), ``translate`` = origin."""
-    axis_names = {"I": "inferior", "P": "posterior", "L": "left", "S": "superior",
-                  "A": "anterior", "R": "right"}
+    axis_names = {
+        "I": "inferior",
+        "P": "posterior",
+        "L": "left",
+        "S": "superior",
+        "A": "anterior",
+        "R": "right",
+    }
     kwargs: dict[str, Any] = {
         "name": name,
         "scale": image.scale,
@@ -50,9 +56,13 @@ def image_from_layer(data: np.ndarray, meta: dict[str, Any]) -> SpineImage:
     scale = meta.get("scale")
     translate = meta.get("translate")
     ndim = data.ndim
+    # napari's default is scale 1 in "pixel" units: that says nothing about millimetres, and a
+    # spacing is never silently taken as 1 mm. Any other scale is millimetres by this plugin's
+    # convention (world coordinates in mm).
     units = meta.get("units")
-    pixel_units = units is not None and all(str(u) in ("pixel", "px") for u in np.atleast_1d(units))
-    spacing = None if scale is None or pixel_units else tuple(float(s) for s in scale)
+    pixel_units = units is None or all(str(u) in ("pixel", "px") for u in np.atleast_1d(units))
+    unit_scale = scale is None or np.allclose(np.asarray(scale, dtype=float), 1.0)
+    spacing = None if unit_scale and pixel_units else tuple(float(s) for s in scale)
     return SpineImage(
         array=data,
         spacing=spacing,

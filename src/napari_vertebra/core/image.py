@@ -13,7 +13,7 @@ from .geometry import AxisTransform, canonical_affine
 Modality = Literal["XR", "CT"]
 Kind = Literal["image", "labels"]
 
-#: Keys of :attr:`SpineImage.source` that may hold identifiers; never patient name, ID or birth date.
+#: Keys kept from :attr:`SpineImage.source`: identifiers, never patient name, ID or birth date.
 SOURCE_KEYS = (
     "path",
     "format",
@@ -163,8 +163,13 @@ class SpineImage:
             "origin_mm": list(self.origin),
             "shape": list(self.shape),
             "source_shape": list(self.source_shape),
-            "to_canonical": {"perm": list(self.to_canonical.perm), "flip": list(self.to_canonical.flip)},
-            "source_affine": self.source_affine.tolist() if self.source_affine is not None else None,
+            "to_canonical": {
+                "perm": list(self.to_canonical.perm),
+                "flip": list(self.to_canonical.flip),
+            },
+            "source_affine": self.source_affine.tolist()
+            if self.source_affine is not None
+            else None,
             "source": {k: v for k, v in self.source.items() if k in SOURCE_KEYS},
         }
 

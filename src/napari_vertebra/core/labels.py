@@ -57,7 +57,9 @@ def level_name(label: int) -> str:
     try:
         return _NAMES[int(label)]
     except KeyError:
-        raise KeyError(f"{label} is not a VerSe vertebra ID (1-25, 26 = sacrum, 28 = T13)") from None
+        raise KeyError(
+            f"{label} is not a VerSe vertebra ID (1-25, 26 = sacrum, 28 = T13)"
+        ) from None
 
 
 def level_id(name: str) -> int:
@@ -65,7 +67,9 @@ def level_id(name: str) -> int:
     try:
         return _IDS[name.strip().upper()]
     except KeyError:
-        raise KeyError(f"{name!r} is not a vertebral level name (C1-C7, T1-T13, L1-L6, S1)") from None
+        raise KeyError(
+            f"{name!r} is not a vertebral level name (C1-C7, T1-T13, L1-L6, S1)"
+        ) from None
 
 
 def craniocaudal_rank(label: int) -> int:

@@ -84,5 +84,8 @@ def read_image(path: str | os.PathLike, **options) -> SpineImage:
         return read_raster(p, **options)
     if is_dicom_path(p):
         return read_dicom_file(p)
-    raise SpineIOError(p, "is not a supported file type (NIfTI .nii/.nii.gz, DICOM, PNG, JPEG, "
-                       "TIFF, or a folder holding a DICOM series)")
+    raise SpineIOError(
+        p,
+        "is not a supported file type (NIfTI .nii/.nii.gz, DICOM, PNG, JPEG, "
+        "TIFF, or a folder holding a DICOM series)",
+    )

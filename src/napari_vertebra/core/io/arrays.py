@@ -23,7 +23,9 @@ def check_pixels(path: str | os.PathLike, array: np.ndarray, warn_list: list[str
     value at all is refused.
     """
     if array.dtype.kind not in "biuf":
-        raise SpineIOError(path, f"holds {array.dtype} pixel data; expected real-valued intensities")
+        raise SpineIOError(
+            path, f"holds {array.dtype} pixel data; expected real-valued intensities"
+        )
     check_size(path, array.shape)
     if array.dtype.kind == "f":
         finite = np.isfinite(array)
@@ -42,8 +44,11 @@ def check_pixels(path: str | os.PathLike, array: np.ndarray, warn_list: list[str
 def check_size(path: str | os.PathLike, shape: tuple[int, ...]) -> None:
     """Refuse arrays too small to hold a vertebra."""
     if sorted(shape)[-2] < MIN_SIDE or min(shape) < 2:
-        raise SpineIOError(path, f"is too small to be a spine image (shape {tuple(shape)}; "
-                           f"an image plane needs at least {MIN_SIDE} pixels per side)")
+        raise SpineIOError(
+            path,
+            f"is too small to be a spine image (shape {tuple(shape)}; "
+            f"an image plane needs at least {MIN_SIDE} pixels per side)",
+        )
 
 
 def looks_like_label_map(array: np.ndarray) -> bool:

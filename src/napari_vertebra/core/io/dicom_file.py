@@ -59,10 +59,20 @@ def read_dataset(path: str | os.PathLike, stop_before_pixels: bool = False) -> A
                 getattr(ds, keyword, None)
     except SpineIOError:
         raise
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError,
-            AttributeError, OverflowError, NotImplementedError) as err:
-        raise SpineIOError(path, f"is not a readable DICOM file ({type(err).__name__}: "
-                           f"{str(err).strip()[:200]})") from None
+    except (
+        InvalidDicomError,
+        EOFError,
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+        NotImplementedError,
+    ) as err:
+        raise SpineIOError(
+            path, f"is not a readable DICOM file ({type(err).__name__}: {str(err).strip()[:200]})"
+        ) from None
     return ds
 
 
@@ -109,8 +119,12 @@ def has_valid_geometry(ds: Any) -> bool:
     if cosines.shape != (6,) or position.shape != (3,) or not np.all(np.isfinite(cosines)):
         return False
     row_dir, col_dir = cosines[:3], cosines[3:]
-    return bool(abs(np.linalg.norm(row_dir) - 1) < 1e-2 and abs(np.linalg.norm(col_dir) - 1) < 1e-2
-                and abs(row_dir @ col_dir) < 1e-2 and np.all(np.isfinite(position)))
+    return bool(
+        abs(np.linalg.norm(row_dir) - 1) < 1e-2
+        and abs(np.linalg.norm(col_dir) - 1) < 1e-2
+        and abs(row_dir @ col_dir) < 1e-2
+        and np.all(np.isfinite(position))
+    )
 
 
 def read_dicom_file(path: str | os.PathLike) -> SpineImage:
@@ -134,17 +148,26 @@ def read_dicom_file(path: str | os.PathLike) -> SpineImage:
     elif modality_tag in RADIOGRAPH_MODALITIES or modality_tag == "":
         modality = "XR"
     else:
-        raise SpineIOError(path, f"has modality {modality_tag}; napari-vertebra reads radiographs "
-                           f"({', '.join(RADIOGRAPH_MODALITIES)}) and CT")
+        raise SpineIOError(
+            path,
+            f"has modality {modality_tag}; napari-vertebra reads radiographs "
+            f"({', '.join(RADIOGRAPH_MODALITIES)}) and CT",
+        )
     rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if rows <= 0 or cols <= 0:
-        raise SpineIOError(path, "has no image size (Rows/Columns missing or 0): the header is "
-                           "truncated or the file holds no image")
+        raise SpineIOError(
+            path,
+            "has no image size (Rows/Columns missing or 0): the header is "
+            "truncated or the file holds no image",
+        )
     check_voxel_count(path, (frames, rows, cols))
     if frames > 1 and modality == "CT":
-        raise SpineIOError(path, f"is an enhanced multi-frame CT ({frames} frames); export it as a "
-                           "classic one-file-per-slice series to open it")
+        raise SpineIOError(
+            path,
+            f"is an enhanced multi-frame CT ({frames} frames); export it as a "
+            "classic one-file-per-slice series to open it",
+        )
     meta = source_metadata(path, ds)
     pixels = decode_pixels(path, ds)
     if frames > 1:
@@ -164,19 +187,36 @@ def read_dicom_file(path: str | os.PathLike) -> SpineImage:
         affine = slice_affine(ds, spacing)
         transform, codes, spacing, origin = geometry_from_affine(affine, values.shape)
         meta["spacing_source"] = spacing_source
-        return SpineImage(np.ascontiguousarray(transform.to_canonical(values)), spacing, modality,
-                          codes, origin, "image", affine, tuple(values.shape), transform, meta)
+        return SpineImage(
+            np.ascontiguousarray(transform.to_canonical(values)),
+            spacing,
+            modality,
+            codes,
+            origin,
+            "image",
+            affine,
+            tuple(values.shape),
+            transform,
+            meta,
+        )
     meta["spacing_source"] = spacing_source
     codes = patient_orientation_codes(ds)
     if codes is None:
         return SpineImage(values, spacing, modality, source=meta)
     transform, canonical_codes = canonical_transform(codes)
-    canonical_spacing = (
-        tuple(spacing[k] for k in transform.perm) if spacing is not None else None
+    canonical_spacing = tuple(spacing[k] for k in transform.perm) if spacing is not None else None
+    return SpineImage(
+        np.ascontiguousarray(transform.to_canonical(values)),
+        canonical_spacing,
+        modality,
+        canonical_codes,
+        None,
+        "image",
+        None,
+        tuple(values.shape),
+        transform,
+        meta,
     )
-    return SpineImage(np.ascontiguousarray(transform.to_canonical(values)), canonical_spacing,
-                      modality, canonical_codes, None, "image", None, tuple(values.shape),
-                      transform, meta)
 
 
 def _radiograph_spacing(
@@ -198,6 +238,8 @@ def _radiograph_spacing(
     if factor is not None and np.isfinite(factor) and factor > 0:
         corrected = (imager[0] / factor, imager[1] / factor)
         return corrected, "ImagerPixelSpacing / EstimatedRadiographicMagnificationFactor"
-    meta["warnings"].append("spacing is ImagerPixelSpacing at the detector: lengths include the "
-                            "radiographic magnification (typically 10-20 % too large)")
+    meta["warnings"].append(
+        "spacing is ImagerPixelSpacing at the detector: lengths include the "
+        "radiographic magnification (typically 10-20 % too large)"
+    )
     return imager, "ImagerPixelSpacing (detector plane, magnification not corrected)"

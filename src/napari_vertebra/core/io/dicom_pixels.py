@@ -1,4 +1,4 @@
-"""Decoding DICOM pixel data: decoders, photometric interpretation, rescale, patient-free metadata."""
+"""DICOM pixel data: decoders, photometric interpretation, rescale, patient-free metadata."""
 
 from __future__ import annotations
 
@@ -51,17 +51,23 @@ def decode_pixels(path: str | os.PathLike, ds: Any) -> np.ndarray:
         return np.asarray(ds.pixel_array)
     except (NotImplementedError, RuntimeError) as err:
         text = str(err)
-        if uid in _DECODER_ADVICE and ("decod" in text.lower() or "plugin" in text.lower()
-                                       or "missing" in text.lower()):
+        if uid in _DECODER_ADVICE and (
+            "decod" in text.lower() or "plugin" in text.lower() or "missing" in text.lower()
+        ):
             raise SpineIOError(
-                path, f"pixel data are compressed as {name} ({uid}) and no installed decoder could "
-                f"read them; install {_DECODER_ADVICE[uid]} (pydicom said: {_first_line(text)})"
+                path,
+                f"pixel data are compressed as {name} ({uid}) and no installed decoder could "
+                f"read them; install {_DECODER_ADVICE[uid]} (pydicom said: {_first_line(text)})",
             ) from None
-        raise SpineIOError(path, f"pixel data could not be decoded ({name}): "
-                           f"{_first_line(text)}") from None
+        raise SpineIOError(
+            path, f"pixel data could not be decoded ({name}): {_first_line(text)}"
+        ) from None
     except (ValueError, AttributeError, KeyError, TypeError, EOFError, OSError) as err:
-        raise SpineIOError(path, f"pixel data are damaged or inconsistent with the header "
-                           f"({name}): {_first_line(str(err)) or type(err).__name__}") from None
+        raise SpineIOError(
+            path,
+            f"pixel data are damaged or inconsistent with the header "
+            f"({name}): {_first_line(str(err)) or type(err).__name__}",
+        ) from None
 
 
 def _first_line(text: str) -> str:

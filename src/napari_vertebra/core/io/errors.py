@@ -50,5 +50,8 @@ def check_voxel_count(path: str | os.PathLike, shape: tuple[int, ...]) -> None:
     for n in shape:
         count *= int(n)
     if count > MAX_VOXELS:
-        raise SpineIOError(path, f"declares {count:,} voxels (shape {tuple(shape)}), more than "
-                           f"the {MAX_VOXELS:,} this reader accepts; the header is probably corrupt")
+        raise SpineIOError(
+            path,
+            f"declares {count:,} voxels (shape {tuple(shape)}), more than "
+            f"the {MAX_VOXELS:,} this reader accepts; the header is probably corrupt",
+        )

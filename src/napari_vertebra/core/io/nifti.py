@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..geometry import AxisTransform, geometry_from_affine
+from ..geometry import AxisTransform, geometry_from_affine, spacing_from_affine
 from ..image import Modality, SpineImage
 from .arrays import as_label_array, check_pixels, looks_like_label_map
 from .errors import SpineIOError, check_readable_file, check_voxel_count
@@ -27,8 +27,11 @@ def _squeeze_to_spatial(path: Path, data_shape: tuple[int, ...]) -> list[int]:
     """Indices of the axes kept (2 or 3); refuses time series and 1D data."""
     kept = [k for k, n in enumerate(data_shape) if n > 1]
     if any(k >= 3 for k in kept):
-        raise SpineIOError(path, f"has more than three dimensions (shape {data_shape}: a time "
-                           "series or several volumes); only single 2D or 3D images are read")
+        raise SpineIOError(
+            path,
+            f"has more than three dimensions (shape {data_shape}: a time "
+            "series or several volumes); only single 2D or 3D images are read",
+        )
     if len(kept) < 2:
         raise SpineIOError(path, f"has shape {data_shape}: fewer than two image dimensions")
     return kept
@@ -95,6 +98,7 @@ def read_nifti(
     if _MODALITY_TAG in text and "orientation=unknown" in text:
         # Written by this project from an image of unknown orientation: keep the stored order.
         transform, codes, origin = AxisTransform.identity(data.ndim), None, None
+        spacing = spacing_from_affine(source_affine, data.ndim)
     if _MODALITY_TAG in text and "spacing=unknown" in text:
         spacing, spacing_source = None, "unknown"
     if modality is None:
@@ -114,8 +118,12 @@ def read_nifti(
         source_affine=source_affine,
         source_shape=tuple(data.shape),
         to_canonical=transform,
-        source={"path": str(path), "format": "NIfTI", "spacing_source": spacing_source,
-                "warnings": warn_list},
+        source={
+            "path": str(path),
+            "format": "NIfTI",
+            "spacing_source": spacing_source,
+            "warnings": warn_list,
+        },
     )
 
 
@@ -147,7 +155,14 @@ def affine_for(image: SpineImage) -> np.ndarray:
     affine = np.eye(4)
     spacing = image.scale
     codes = image.axis_codes or ()
-    ras = {"I": (2, -1.0), "P": (1, -1.0), "L": (0, -1.0), "S": (2, 1.0), "A": (1, 1.0), "R": (0, 1.0)}
+    ras = {
+        "I": (2, -1.0),
+        "P": (1, -1.0),
+        "L": (0, -1.0),
+        "S": (2, 1.0),
+        "A": (1, 1.0),
+        "R": (0, 1.0),
+    }
     if len(codes) == image.ndim:
         affine[:3, :3] = 0
         used = set()
@@ -221,7 +236,7 @@ def write_nifti(
 def write_labels(
     labels: np.ndarray, like: SpineImage, path: str | os.PathLike, overwrite: bool = False
 ) -> Path:
-    """Write a label map (canonical order, same shape as ``like``) to NIfTI on ``like``'s geometry."""
+    """Write a label map (canonical order, shape of ``like``) to NIfTI on ``like``'s geometry."""
     labels = np.asarray(labels)
     if labels.dtype.kind not in "biu":
         labels = as_label_array(path, labels)

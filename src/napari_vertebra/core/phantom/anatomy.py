@@ -92,8 +92,11 @@ class Body:
         """The six endplate landmarks in model mm (3D)."""
         half = self.depth / 2
         points = {}
-        for name, x, h in (("anterior", -half, self.ha), ("middle", 0.0, self.hm),
-                           ("posterior", half, self.hp)):
+        for name, x, h in (
+            ("anterior", -half, self.ha),
+            ("middle", 0.0, self.hm),
+            ("posterior", half, self.hp),
+        ):
             points[f"upper_{name}"] = self.to_world(x, -h / 2)
             points[f"lower_{name}"] = self.to_world(x, h / 2)
         return points
@@ -121,8 +124,11 @@ class Sacrum:
 
     def upper_endplate(self) -> dict[str, np.ndarray]:
         half = self.depth / 2
-        return {"anterior": self.to_world(-half, 0.0), "middle": self.to_world(0.0, 0.0),
-                "posterior": self.to_world(half, 0.0)}
+        return {
+            "anterior": self.to_world(-half, 0.0),
+            "middle": self.to_world(0.0, 0.0),
+            "posterior": self.to_world(half, 0.0),
+        }
 
     def local(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         d = points - self.center
@@ -131,11 +137,18 @@ class Sacrum:
     def profile(self) -> np.ndarray:
         """Mid-sagittal outline (x, y) in local mm: S1 block, then a tapering, curving tail."""
         half, length = self.depth / 2, self.length
-        return np.array([
-            (-half, 0.0), (half, 0.0), (half + 4, 0.3 * length), (half + 2, 0.6 * length),
-            (0.35 * half + 8, length), (0.35 * half - 6, length), (-half + 0.45 * half, 0.6 * length),
-            (-half + 0.1 * half, 0.3 * length),
-        ])
+        return np.array(
+            [
+                (-half, 0.0),
+                (half, 0.0),
+                (half + 4, 0.3 * length),
+                (half + 2, 0.6 * length),
+                (0.35 * half + 8, length),
+                (0.35 * half - 6, length),
+                (-half + 0.45 * half, 0.6 * length),
+                (-half + 0.1 * half, 0.3 * length),
+            ]
+        )
 
 
 @dataclass
@@ -193,18 +206,26 @@ def sample_spine(
     for label in levels:
         height, depth, disc = _mean_dimensions(label)
         noise = rng.normal(1.0, 0.012, size=2)
-        dims.append((height * patient_scale * noise[0], depth * patient_scale * noise[1],
-                     disc * patient_scale * rng.uniform(0.9, 1.1)))
+        dims.append(
+            (
+                height * patient_scale * noise[0],
+                depth * patient_scale * noise[1],
+                disc * patient_scale * rng.uniform(0.9, 1.1),
+            )
+        )
     phase = rng.uniform(0, 2 * np.pi)
     lat_phase = rng.uniform(0, 2 * np.pi)
     total = sum(d[0] + d[2] for d in dims) + 60.0
 
     def tangent(s: float) -> np.ndarray:
         frac = s / total
-        theta = np.radians(tilt_deg + curvature_deg * (np.sin(np.pi * frac + phase) - np.sin(phase)))
+        theta = np.radians(
+            tilt_deg + curvature_deg * (np.sin(np.pi * frac + phase) - np.sin(phase))
+        )
         phi = np.radians(lateral_curvature_deg * np.sin(2 * np.pi * frac + lat_phase))
-        return _normalise(np.array([np.cos(theta) * np.cos(phi), np.sin(theta) * np.cos(phi),
-                                    np.sin(phi)]))
+        return _normalise(
+            np.array([np.cos(theta) * np.cos(phi), np.sin(theta) * np.cos(phi), np.sin(phi)])
+        )
 
     step = 0.5
     grid = np.arange(0.0, total + 100.0, step)
@@ -218,8 +239,10 @@ def sample_spine(
         e_ap = _normalise(posterior - (posterior @ e_cc) * e_cc)
         e_lr = np.cross(e_cc, e_ap)
         angle = np.radians(rotation_deg)
-        e_ap, e_lr = (np.cos(angle) * e_ap + np.sin(angle) * e_lr,
-                      -np.sin(angle) * e_ap + np.cos(angle) * e_lr)
+        e_ap, e_lr = (
+            np.cos(angle) * e_ap + np.sin(angle) * e_lr,
+            -np.sin(angle) * e_ap + np.cos(angle) * e_lr,
+        )
         return positions[k], e_cc, e_ap, e_lr
 
     bodies: list[Body] = []
@@ -229,8 +252,11 @@ def sample_spine(
         height, depth, disc = dims[k]
         rank = craniocaudal_rank(label) - craniocaudal_rank(level_id("T1"))
         # Normal shape: thoracic bodies are slightly wedged, L5 slightly reversed.
-        ratio = rng.uniform(0.93, 0.98) if rank < 12 else (
-            rng.uniform(1.02, 1.06) if label == level_id("L5") else rng.uniform(0.98, 1.02))
+        ratio = (
+            rng.uniform(0.93, 0.98)
+            if rank < 12
+            else (rng.uniform(1.02, 1.06) if label == level_id("L5") else rng.uniform(0.98, 1.02))
+        )
         hp0 = height
         ha0 = height * ratio
         b0 = rng.uniform(0.0, 0.03) * height
@@ -255,15 +281,28 @@ def sample_spine(
         s_center = s + extent / 2
         rotation = axial_rotation_deg * np.sin(np.pi * k / max(n - 1, 1) + lat_phase)
         center, e_cc, e_ap, e_lr = frame(s_center, rotation)
-        bodies.append(Body(
-            label=label, center=center, e_cc=e_cc, e_ap=e_ap, e_lr=e_lr, depth=depth,
-            width=depth * rng.uniform(1.35, 1.5), ha=ha, hp=hp, b=b,
-            reference=(ha0, hm0, hp0), grade=grade, fracture_type=ftype, loss=loss,
-            canal_depth=patient_scale * rng.uniform(13, 18),
-            spinous_length=patient_scale * rng.uniform(22, 34) * (1.1 if rank >= 12 else 1.0),
-            spinous_angle_deg=rng.uniform(40, 60) if rank < 12 else rng.uniform(10, 25),
-            trabecular_density=trabecular * rng.uniform(0.95, 1.05),
-        ))
+        bodies.append(
+            Body(
+                label=label,
+                center=center,
+                e_cc=e_cc,
+                e_ap=e_ap,
+                e_lr=e_lr,
+                depth=depth,
+                width=depth * rng.uniform(1.35, 1.5),
+                ha=ha,
+                hp=hp,
+                b=b,
+                reference=(ha0, hm0, hp0),
+                grade=grade,
+                fracture_type=ftype,
+                loss=loss,
+                canal_depth=patient_scale * rng.uniform(13, 18),
+                spinous_length=patient_scale * rng.uniform(22, 34) * (1.1 if rank >= 12 else 1.0),
+                spinous_angle_deg=rng.uniform(40, 60) if rank < 12 else rng.uniform(10, 25),
+                trabecular_density=trabecular * rng.uniform(0.95, 1.05),
+            )
+        )
         s = s_center + extent / 2 + disc
     sacrum = None
     if with_sacrum:
@@ -272,18 +311,33 @@ def sample_spine(
         center, e_cc, e_ap, e_lr = frame(s, 0.0)
         # Sacral slope: the sacrum's axis turns posteriorly relative to the lumbar axis.
         angle = np.radians(rng.uniform(15, 30))
-        e_cc, e_ap = (np.cos(angle) * e_cc + np.sin(angle) * e_ap,
-                      -np.sin(angle) * e_cc + np.cos(angle) * e_ap)
-        sacrum = Sacrum(center=center, e_cc=e_cc, e_ap=e_ap, e_lr=np.cross(e_cc, e_ap),
-                        depth=depth, width=last.width * 1.1, length=95 * patient_scale)
-    return Spine(bodies=bodies, sacrum=sacrum, patient_scale=patient_scale,
-                 extras={"levels": [level_name(v) for v in levels]
-                         + (["S1"] if with_sacrum else [])})
+        e_cc, e_ap = (
+            np.cos(angle) * e_cc + np.sin(angle) * e_ap,
+            -np.sin(angle) * e_cc + np.cos(angle) * e_ap,
+        )
+        sacrum = Sacrum(
+            center=center,
+            e_cc=e_cc,
+            e_ap=e_ap,
+            e_lr=np.cross(e_cc, e_ap),
+            depth=depth,
+            width=last.width * 1.1,
+            length=95 * patient_scale,
+        )
+    return Spine(
+        bodies=bodies,
+        sacrum=sacrum,
+        patient_scale=patient_scale,
+        extras={"levels": [level_name(v) for v in levels] + (["S1"] if with_sacrum else [])},
+    )
 
 
 def choose_fractures(
-    rng: np.random.Generator, levels: list[int], rate: float,
-    grade: int | None = None, fracture_type: str | None = None,
+    rng: np.random.Generator,
+    levels: list[int],
+    rate: float,
+    grade: int | None = None,
+    fracture_type: str | None = None,
 ) -> dict[int, tuple[int, str]]:
     """Random fractures: never the first or last body (both neighbours exist), never adjacent."""
     chosen: dict[int, tuple[int, str]] = {}
@@ -296,5 +350,15 @@ def choose_fractures(
     return chosen
 
 
-__all__ = ["SACRUM", "Body", "FRACTURE_TYPES", "GRADE_LOSS_RANGE", "PHANTOM_LEVELS", "Sacrum",
-           "Spine", "choose_fractures", "genant_grade_of_loss", "sample_spine"]
+__all__ = [
+    "SACRUM",
+    "Body",
+    "FRACTURE_TYPES",
+    "GRADE_LOSS_RANGE",
+    "PHANTOM_LEVELS",
+    "Sacrum",
+    "Spine",
+    "choose_fractures",
+    "genant_grade_of_loss",
+    "sample_spine",
+]

@@ -24,8 +24,14 @@ from .anatomy import (
 )
 from .render import Grid, body_corners, render_ct, render_radiograph, sacrum_corners
 
-LANDMARK_NAMES = ("upper_anterior", "upper_middle", "upper_posterior",
-                  "lower_anterior", "lower_middle", "lower_posterior")
+LANDMARK_NAMES = (
+    "upper_anterior",
+    "upper_middle",
+    "upper_posterior",
+    "lower_anterior",
+    "lower_middle",
+    "lower_posterior",
+)
 
 
 @dataclass
@@ -39,7 +45,9 @@ class Phantom:
 
 
 def _levels_for(rng: np.random.Generator, modality: str) -> tuple[list[int], bool]:
-    top_choices = ("T8", "T9", "T10", "T11", "T12") if modality == "XR" else ("T10", "T11", "T12", "L1")
+    top_choices = (
+        ("T8", "T9", "T10", "T11", "T12") if modality == "XR" else ("T10", "T11", "T12", "L1")
+    )
     top = level_id(str(rng.choice(top_choices)))
     with_sacrum = bool(rng.random() < 0.85)
     bottom = level_id("L5") if with_sacrum else level_id(str(rng.choice(("L3", "L4", "L5"))))
@@ -128,26 +136,50 @@ def make_phantom(
             if level_id(name) not in level_ids:
                 raise ValueError(f"fracture level {name} is not among the phantom's levels")
             if g not in (1, 2, 3) or t not in FRACTURE_TYPES:
-                raise ValueError(f"fracture {name}: grade must be 1-3 and type one of "
-                                 f"{FRACTURE_TYPES}, got ({g}, {t!r})")
+                raise ValueError(
+                    f"fracture {name}: grade must be 1-3 and type one of "
+                    f"{FRACTURE_TYPES}, got ({g}, {t!r})"
+                )
             fracture_ids[level_id(name)] = (int(g), t)
 
     params = {
-        "curvature_deg": float(curvature_deg if curvature_deg is not None else rng.uniform(-15, 15)),
-        "tilt_deg": float(tilt_deg if tilt_deg is not None else
-                          rng.uniform(-12, 12) if not is_ct else rng.uniform(-6, 6)),
-        "lateral_curvature_deg": float(0.0 if not is_ct else lateral_curvature_deg
-                                       if lateral_curvature_deg is not None else rng.uniform(-8, 8)),
-        "axial_rotation_deg": float(0.0 if not is_ct else axial_rotation_deg
-                                    if axial_rotation_deg is not None else rng.uniform(-10, 10)),
-        "patient_scale": float(patient_scale if patient_scale is not None else rng.uniform(0.85, 1.15)),
+        "curvature_deg": float(
+            curvature_deg if curvature_deg is not None else rng.uniform(-15, 15)
+        ),
+        "tilt_deg": float(
+            tilt_deg
+            if tilt_deg is not None
+            else rng.uniform(-12, 12)
+            if not is_ct
+            else rng.uniform(-6, 6)
+        ),
+        "lateral_curvature_deg": float(
+            0.0
+            if not is_ct
+            else lateral_curvature_deg
+            if lateral_curvature_deg is not None
+            else rng.uniform(-8, 8)
+        ),
+        "axial_rotation_deg": float(
+            0.0
+            if not is_ct
+            else axial_rotation_deg
+            if axial_rotation_deg is not None
+            else rng.uniform(-10, 10)
+        ),
+        "patient_scale": float(
+            patient_scale if patient_scale is not None else rng.uniform(0.85, 1.15)
+        ),
     }
     spine = sample_spine(rng, level_ids, with_sacrum, fracture_ids, **params)
     ndim = 3 if is_ct else 2
     if spacing is None:
         step = rng.uniform(0.25, 0.35)
-        spacing_mm = (np.array([rng.uniform(1.0, 1.5), *(2 * [rng.uniform(0.7, 0.95)])]) if is_ct
-                      else np.array([step, step]))
+        spacing_mm = (
+            np.array([rng.uniform(1.0, 1.5), *(2 * [rng.uniform(0.7, 0.95)])])
+            if is_ct
+            else np.array([step, step])
+        )
     else:
         spacing_mm = np.broadcast_to(np.asarray(spacing, dtype=float), (ndim,)).copy()
     if crop_top is None:
@@ -162,8 +194,14 @@ def make_phantom(
     image = SpineImage(data, tuple(spacing_mm), modality, codes, source=dict(source))
     labels = image.with_array(bodies, kind="labels")
     whole = image.with_array(vertebrae, kind="labels")
-    params.update({"seed": _seed_repr(seed), "spacing_mm": [float(s) for s in spacing_mm],
-                   "crop_top": bool(crop_top), "fracture_rate": fracture_rate})
+    params.update(
+        {
+            "seed": _seed_repr(seed),
+            "spacing_mm": [float(s) for s in spacing_mm],
+            "crop_top": bool(crop_top),
+            "fracture_rate": fracture_rate,
+        }
+    )
     truth = _truth(spine, grid, modality, params)
     return Phantom(image=image, labels=labels, vertebrae=whole, truth=truth)
 
@@ -174,8 +212,9 @@ def _seed_repr(seed: int | np.random.SeedSequence) -> Any:
     return int(seed)
 
 
-def _field_of_view(spine: Spine, spacing: np.ndarray, rng: np.random.Generator, is_ct: bool,
-                   crop_top: bool) -> Grid:
+def _field_of_view(
+    spine: Spine, spacing: np.ndarray, rng: np.random.Generator, is_ct: bool, crop_top: bool
+) -> Grid:
     ndim = len(spacing)
     corners = [body_corners(b, is_ct) for b in spine.bodies]
     if spine.sacrum is not None:
@@ -213,8 +252,11 @@ def _truth(spine: Spine, grid: Grid, modality: str, params: dict[str, Any]) -> d
     vertebrae = []
     for body in spine.bodies:
         marks = body.landmarks()
-        corners = [body.to_world(x, y) for x in (-body.depth / 2, body.depth / 2)
-                   for y in (-body.max_height / 2, body.max_height / 2)]
+        corners = [
+            body.to_world(x, y)
+            for x in (-body.depth / 2, body.depth / 2)
+            for y in (-body.max_height / 2, body.max_height / 2)
+        ]
         ha0, hm0, hp0 = body.reference
         entry: dict[str, Any] = {
             "level": body.level,
@@ -223,15 +265,20 @@ def _truth(spine: Spine, grid: Grid, modality: str, params: dict[str, Any]) -> d
             "anterior_height_mm": round(body.ha, 4),
             "middle_height_mm": round(body.hm, 4),
             "posterior_height_mm": round(body.hp, 4),
-            "reference_heights_mm": {"anterior": round(ha0, 4), "middle": round(hm0, 4),
-                                     "posterior": round(hp0, 4)},
+            "reference_heights_mm": {
+                "anterior": round(ha0, 4),
+                "middle": round(hm0, 4),
+                "posterior": round(hp0, 4),
+            },
             "height_loss_percent": round(100 * body.loss, 4),
             "genant_grade": body.grade,
             "fracture_type": body.fracture_type,
             "depth_mm": round(body.depth, 4),
             "center_mm": world(body.center),
-            "axes": {"cranio_caudal": [round(float(c), 6) for c in body.e_cc[:ndim]],
-                     "anterior_posterior": [round(float(c), 6) for c in body.e_ap[:ndim]]},
+            "axes": {
+                "cranio_caudal": [round(float(c), 6) for c in body.e_cc[:ndim]],
+                "anterior_posterior": [round(float(c), 6) for c in body.e_ap[:ndim]],
+            },
             "fully_visible": all(visible(p) for p in [*marks.values(), *corners]),
         }
         if ndim == 3:
@@ -244,9 +291,12 @@ def _truth(spine: Spine, grid: Grid, modality: str, params: dict[str, Any]) -> d
     sacrum = None
     if spine.sacrum is not None:
         plate = spine.sacrum.upper_endplate()
-        sacrum = {"level": "S1", "label": 26,
-                  "upper_endplate": {name: world(p) for name, p in plate.items()},
-                  "fully_visible": all(visible(p) for p in plate.values())}
+        sacrum = {
+            "level": "S1",
+            "label": 26,
+            "upper_endplate": {name: world(p) for name, p in plate.items()},
+            "fully_visible": all(visible(p) for p in plate.values()),
+        }
     return {
         "format": "napari-vertebra phantom truth v1",
         "modality": modality,
@@ -269,7 +319,9 @@ def write_phantom(phantom: Phantom, folder: str | os.PathLike, overwrite: bool =
     """
     folder = Path(folder)
     if folder.exists() and not overwrite:
-        raise SpineIOError(folder, "already exists; pass overwrite=True (--overwrite) to replace it")
+        raise SpineIOError(
+            folder, "already exists; pass overwrite=True (--overwrite) to replace it"
+        )
     tmp = folder.with_name(f".{folder.name}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -285,8 +337,13 @@ def write_phantom(phantom: Phantom, folder: str | os.PathLike, overwrite: bool =
 
 
 def generate_phantoms(
-    modality: str, n: int, seed: int, out_dir: str | os.PathLike, overwrite: bool = False,
-    progress: Any = None, **options: Any,
+    modality: str,
+    n: int,
+    seed: int,
+    out_dir: str | os.PathLike,
+    overwrite: bool = False,
+    progress: Any = None,
+    **options: Any,
 ) -> list[Path]:
     """Write ``n`` phantom cases to ``out_dir/<modality>-s<seed>-<k>/``.
 

@@ -47,8 +47,9 @@ class Grid:
 
     def points(self, box: tuple[slice, ...]) -> np.ndarray:
         """Model coordinates (3 components, w = 0 in 2D) of the grid points in ``box``."""
-        axes = [self.origin[k] + np.arange(s.start, s.stop) * self.spacing[k]
-                for k, s in enumerate(box)]
+        axes = [
+            self.origin[k] + np.arange(s.start, s.stop) * self.spacing[k] for k, s in enumerate(box)
+        ]
         mesh = list(np.meshgrid(*axes, indexing="ij"))
         if self.ndim == 2:
             mesh.append(np.zeros_like(mesh[0]))
@@ -60,14 +61,20 @@ def body_corners(body: Body, lateral: bool) -> np.ndarray:
     h = body.max_height
     back = body.depth / 2 + body.canal_depth + 8 + body.spinous_length
     half_w = body.width * 0.95 if lateral else 1.0
-    xs, ys, zs = (-body.depth / 2 - 2, back), (-h - 4, h + 4 + body.spinous_length), (-half_w, half_w)
+    xs, ys, zs = (
+        (-body.depth / 2 - 2, back),
+        (-h - 4, h + 4 + body.spinous_length),
+        (-half_w, half_w),
+    )
     return np.array([body.to_world(x, y, z) for x in xs for y in ys for z in zs])
 
 
 def sacrum_corners(spine: Spine, lateral: bool) -> np.ndarray:
     sacrum = spine.sacrum
     half_w = sacrum.width / 2 if lateral else 1.0
-    return np.array([sacrum.to_world(x, y, z) for x, y in sacrum.profile() for z in (-half_w, half_w)])
+    return np.array(
+        [sacrum.to_world(x, y, z) for x, y in sacrum.profile() for z in (-half_w, half_w)]
+    )
 
 
 def paint_labels(spine: Spine, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -81,8 +88,11 @@ def paint_labels(spine: Spine, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict
     vertebrae = np.zeros(grid.shape, np.uint8)
     tissue = {name: np.zeros(grid.shape, bool) for name in ("disc", "posterior", "canal")}
     for upper, lower in zip(spine.bodies[:-1], spine.bodies[1:], strict=True):
-        box = grid.box(np.concatenate([body_corners(upper, lateral), body_corners(lower, lateral)])[
-            :, : grid.ndim])
+        box = grid.box(
+            np.concatenate([body_corners(upper, lateral), body_corners(lower, lateral)])[
+                :, : grid.ndim
+            ]
+        )
         if box is not None:
             tissue["disc"][box] |= disc_inside(upper, lower, grid.points(box), lateral)
     for body in spine.bodies:
@@ -131,13 +141,16 @@ def render_ct(spine: Spine, grid: Grid, rng: np.random.Generator) -> tuple[np.nd
     # Soft tissue up to a curved skin line behind the spinous processes; fat under the skin.
     points_v = grid.origin[1] + np.arange(grid.shape[1]) * spacing[1]
     points_w = grid.origin[2] + np.arange(grid.shape[2]) * spacing[2]
-    back = max(float((b.to_world(b.depth / 2 + b.canal_depth + 5 + b.spinous_length, 0))[1])
-               for b in spine.bodies) + rng.uniform(25, 45)
+    back = max(
+        float((b.to_world(b.depth / 2 + b.canal_depth + 5 + b.spinous_length, 0))[1])
+        for b in spine.bodies
+    ) + rng.uniform(25, 45)
     skin = back - 0.004 * points_w[None, :] ** 2
     depth_below_skin = skin - points_v[:, None]
     fat = rng.uniform(8, 20)
-    body_wall = np.where(depth_below_skin < 0, -1000.0,
-                         np.where(depth_below_skin < fat, -95.0, 45.0)).astype(np.float32)
+    body_wall = np.where(
+        depth_below_skin < 0, -1000.0, np.where(depth_below_skin < fat, -95.0, 45.0)
+    ).astype(np.float32)
     hu[:] = body_wall[None, :, :]
     _paint_aorta(hu, spine, grid, rng)
     hu[tissue["canal"]] = 12.0
@@ -173,8 +186,9 @@ def _paint_aorta(hu: np.ndarray, spine: Spine, grid: Grid, rng: np.random.Genera
     if len(spine.bodies) < 2:
         return
     value = 230.0 if rng.random() < 0.4 else 42.0
-    centers = np.array([b.to_world(-b.depth / 2 - 15, 0, 14) for b in spine.bodies
-                        if b.level not in ("L5",)])
+    centers = np.array(
+        [b.to_world(-b.depth / 2 - 15, 0, 14) for b in spine.bodies if b.level not in ("L5",)]
+    )
     if len(centers) < 2:
         return
     u_axis = grid.origin[0] + np.arange(grid.shape[0]) * grid.spacing[0]
@@ -203,8 +217,10 @@ def render_radiograph(spine: Spine, grid: Grid, rng: np.random.Generator) -> tup
     v = grid.origin[1] + np.arange(grid.shape[1]) * spacing[1]
     # Attenuation in arbitrary units per mm of path: soft tissue 1, trabecular bone about 2.5-4,
     # cortical bone 8 (ratios typical of diagnostic X-ray energies).
-    back = max(float(b.to_world(b.depth / 2 + b.canal_depth + 5 + b.spinous_length, 0)[1])
-               for b in spine.bodies) + rng.uniform(20, 40)
+    back = max(
+        float(b.to_world(b.depth / 2 + b.canal_depth + 5 + b.spinous_length, 0)[1])
+        for b in spine.bodies
+    ) + rng.uniform(20, 40)
     front = min(float(b.center[1]) for b in spine.bodies) - rng.uniform(150, 220)
     center, radius = 0.5 * (back + front), 0.5 * (back - front)
     chord = 2 * np.sqrt(np.clip(1 - ((v - center) / radius) ** 2, 0, None)) * rng.uniform(150, 190)
@@ -226,8 +242,12 @@ def render_radiograph(spine: Spine, grid: Grid, rng: np.random.Generator) -> tup
         attenuation[box][local] += bone[local]
     sacral = bodies == SACRUM
     if sacral.any():
-        attenuation[sacral] += (0.8 + 1.0 * spine.bodies[-1].trabecular_density) * 0.8 * \
-            spine.sacrum.width * (1 + 0.08 * texture[sacral])
+        attenuation[sacral] += (
+            (0.8 + 1.0 * spine.bodies[-1].trabecular_density)
+            * 0.8
+            * spine.sacrum.width
+            * (1 + 0.08 * texture[sacral])
+        )
     _add_overlays(attenuation, spine, grid, rng)
     image = attenuation / (1.15 * np.percentile(attenuation, 99.9))
     image = np.clip(image, 0, None) ** rng.uniform(0.8, 1.2)
@@ -239,7 +259,9 @@ def render_radiograph(spine: Spine, grid: Grid, rng: np.random.Generator) -> tup
     return (np.clip(image * 3000 + 300, 0, 4095).astype(np.uint16), bodies, vertebrae)
 
 
-def _add_overlays(attenuation: np.ndarray, spine: Spine, grid: Grid, rng: np.random.Generator) -> None:
+def _add_overlays(
+    attenuation: np.ndarray, spine: Spine, grid: Grid, rng: np.random.Generator
+) -> None:
     """Iliac wings over the lower lumbar spine and ribs over thoracic levels, as on real films."""
     u = grid.origin[0] + np.arange(grid.shape[0]) * grid.spacing[0]
     v = grid.origin[1] + np.arange(grid.shape[1]) * grid.spacing[1]

@@ -22,7 +22,9 @@ def _cross_section_half_width(body: Body, x: np.ndarray) -> np.ndarray:
     return 0.5 * body.width * (1 - r**p) ** (1 / p)
 
 
-def body_inside(body: Body, x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+def body_inside(
+    body: Body, x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None
+) -> np.ndarray:
     """Mask of the vertebral body. In 3D the biconcave dip fades towards the lateral walls."""
     t = x / body.depth + 0.5
     inside_ap = (t >= 0) & (t <= 1)
@@ -47,7 +49,7 @@ def canal_half_width(body: Body) -> float:
 def posterior_parts(
     body: Body, x: np.ndarray, y: np.ndarray, z: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
-    """Masks of the posterior elements: pedicles, lamina with facets, spinous and transverse processes."""
+    """Masks of posterior elements: pedicles, lamina and facets, spinous, transverse processes."""
     h = body.max_height
     x0 = body.depth / 2
     canal = body.canal_depth
@@ -68,16 +70,25 @@ def posterior_parts(
     parts["lamina"] = lamina & (az <= zp + 5) & ~((az <= zp - 5) & (x <= x0 + canal))
     parts["spinous"] = spinous & (az <= 3.0)
     transverse_length = 0.45 * body.width
-    parts["transverse"] = ((x >= x0 - 1) & (x <= x0 + 9) & (np.abs(y + 0.1 * h) <= 4.5)
-                           & (az >= zp) & (az <= zp + transverse_length))
+    parts["transverse"] = (
+        (x >= x0 - 1)
+        & (x <= x0 + 9)
+        & (np.abs(y + 0.1 * h) <= 4.5)
+        & (az >= zp)
+        & (az <= zp + transverse_length)
+    )
     return parts
 
 
 def canal_inside(body: Body, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
     """The spinal canal behind the body (CSF), 3D only."""
     x0 = body.depth / 2
-    return ((x > x0) & (x < x0 + body.canal_depth) & (np.abs(z) < canal_half_width(body))
-            & (np.abs(y) <= 0.5 * body.max_height + 6))
+    return (
+        (x > x0)
+        & (x < x0 + body.canal_depth)
+        & (np.abs(z) < canal_half_width(body))
+        & (np.abs(y) <= 0.5 * body.max_height + 6)
+    )
 
 
 def sacrum_inside(
