@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -68,7 +69,22 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _has_display() -> bool:
+    """False on Linux without X11/Wayland, where Qt would abort the process instead of raising."""
+    if not sys.platform.startswith("linux"):
+        return True
+    env = os.environ
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY") or env.get("QT_QPA_PLATFORM"))
+
+
 def _view(args: argparse.Namespace) -> int:
+    if not _has_display():
+        print(
+            "no display found (DISPLAY is not set): napari needs a screen. Use "
+            "'napari-vertebra info PATH' to inspect a file, or run under 'xvfb-run -a'.",
+            file=sys.stderr,
+        )
+        return 2
     try:
         import napari
     except ImportError:

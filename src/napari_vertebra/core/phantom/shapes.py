@@ -67,7 +67,11 @@ def posterior_parts(
         return parts
     az = np.abs(z)
     parts["pedicle"] = pedicle & (np.abs(az - zp) <= 4.5)
-    parts["lamina"] = lamina & (az <= zp + 5) & ~((az <= zp - 5) & (x <= x0 + canal))
+    # Laminae are separate at each level (interlaminar gaps); the facets lateral to them reach
+    # up and down to articulate with the neighbours.
+    midline_lamina = (y >= -0.45 * h) & (y <= 0.5 * h) & (az <= zp - 3)
+    facets = np.abs(az - zp) <= 5
+    parts["lamina"] = lamina & (midline_lamina | facets) & ~((az <= zp - 5) & (x <= x0 + canal))
     parts["spinous"] = spinous & (az <= 3.0)
     transverse_length = 0.45 * body.width
     parts["transverse"] = (
