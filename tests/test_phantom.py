@@ -234,43 +234,10 @@ def test_cli_writes_cases_that_read_back(tmp_path):
             assert level_id(v["level"]) == v["label"]
     # Same command again: refused, nothing overwritten; with --overwrite the same bytes.
     before = (out / "xr-s4-0000" / "image.nii.gz").read_bytes()
-    assert (
-        main(
-            [
-                "phantom",
-                "--modality",
-                "xr",
-                "--n",
-                "1",
-                "--seed",
-                "4",
-                "--spacing",
-                "0.5",
-                "-o",
-                str(out),
-            ]
-        )
-        == 1
-    )
-    assert (
-        main(
-            [
-                "phantom",
-                "--modality",
-                "xr",
-                "--n",
-                "1",
-                "--seed",
-                "4",
-                "--spacing",
-                "0.5",
-                "-o",
-                str(out),
-                "--overwrite",
-            ]
-        )
-        == 0
-    )
+    one_case = ["phantom", "--modality", "xr", "--n", "1", "--seed", "4", "--spacing", "0.5"]
+    assert main([*one_case, "-o", str(out)]) == 1
+    assert (out / "xr-s4-0000" / "image.nii.gz").read_bytes() == before
+    assert main([*one_case, "-o", str(out), "--overwrite"]) == 0
     again = read_image(out / "xr-s4-0000" / "image.nii.gz").array
     assert np.array_equal(again, read_image_from_bytes(before, tmp_path))
 

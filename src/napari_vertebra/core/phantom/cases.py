@@ -142,34 +142,18 @@ def make_phantom(
                 )
             fracture_ids[level_id(name)] = (int(g), t)
 
+    def given_or(value: float | None, low: float, high: float, applies: bool = True) -> float:
+        if not applies:
+            return 0.0
+        return float(value) if value is not None else float(rng.uniform(low, high))
+
+    tilt_range = 6.0 if is_ct else 12.0
     params = {
-        "curvature_deg": float(
-            curvature_deg if curvature_deg is not None else rng.uniform(-15, 15)
-        ),
-        "tilt_deg": float(
-            tilt_deg
-            if tilt_deg is not None
-            else rng.uniform(-12, 12)
-            if not is_ct
-            else rng.uniform(-6, 6)
-        ),
-        "lateral_curvature_deg": float(
-            0.0
-            if not is_ct
-            else lateral_curvature_deg
-            if lateral_curvature_deg is not None
-            else rng.uniform(-8, 8)
-        ),
-        "axial_rotation_deg": float(
-            0.0
-            if not is_ct
-            else axial_rotation_deg
-            if axial_rotation_deg is not None
-            else rng.uniform(-10, 10)
-        ),
-        "patient_scale": float(
-            patient_scale if patient_scale is not None else rng.uniform(0.85, 1.15)
-        ),
+        "curvature_deg": given_or(curvature_deg, -15, 15),
+        "tilt_deg": given_or(tilt_deg, -tilt_range, tilt_range),
+        "lateral_curvature_deg": given_or(lateral_curvature_deg, -8, 8, applies=is_ct),
+        "axial_rotation_deg": given_or(axial_rotation_deg, -10, 10, applies=is_ct),
+        "patient_scale": given_or(patient_scale, 0.85, 1.15),
     }
     spine = sample_spine(rng, level_ids, with_sacrum, fracture_ids, **params)
     ndim = 3 if is_ct else 2

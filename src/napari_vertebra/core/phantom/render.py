@@ -120,6 +120,16 @@ def paint_labels(spine: Spine, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict
     return bodies, vertebrae, tissue
 
 
+def body_boxes(spine: Spine, bodies: np.ndarray):
+    """Yield ``(body, box, mask)``: each rendered body with its bounding box and mask in it."""
+    for body in spine.bodies:
+        mask = bodies == body.label
+        if not mask.any():
+            continue
+        box = ndimage.find_objects(mask.astype(np.uint8))[0]
+        yield body, box, mask[box]
+
+
 def cortical_shell(mask: np.ndarray, spacing: np.ndarray, thickness_mm: float) -> np.ndarray:
     """Voxels of ``mask`` within ``thickness_mm`` of its boundary."""
     if not mask.any():
@@ -158,12 +168,7 @@ def render_ct(spine: Spine, grid: Grid, rng: np.random.Generator) -> tuple[np.nd
     texture = _smooth_noise(rng, grid.shape, sigma=1.2 / float(spacing.min()))
     posterior = tissue["posterior"]
     hu[posterior] = 420.0 + 60.0 * texture[posterior]
-    for body in spine.bodies:
-        mask = bodies == body.label
-        if not mask.any():
-            continue
-        box = ndimage.find_objects(mask.astype(np.uint8))[0]
-        local = mask[box]
+    for body, box, local in body_boxes(spine, bodies):
         shell = cortical_shell(local, spacing, thickness_mm=1.2)
         values = 60.0 + 170.0 * body.trabecular_density + 35.0 * texture[box]
         values = np.where(shell, 750.0, values)
@@ -228,12 +233,7 @@ def render_radiograph(spine: Spine, grid: Grid, rng: np.random.Generator) -> tup
     texture = _smooth_noise(rng, grid.shape, sigma=0.8 / float(spacing.min()))
     attenuation[tissue["disc"]] += 8.0
     attenuation[tissue["posterior"]] += 55.0 + 10 * texture[tissue["posterior"]]
-    for body in spine.bodies:
-        mask = bodies == body.label
-        if not mask.any():
-            continue
-        box = ndimage.find_objects(mask.astype(np.uint8))[0]
-        local = mask[box]
+    for body, box, local in body_boxes(spine, bodies):
         x, _, _ = body.local(grid.points(box))
         thickness = body_chord(body, x)
         shell = cortical_shell(local, spacing, thickness_mm=1.0)
