@@ -205,7 +205,7 @@ def sample_spine(
     dims = []
     for label in levels:
         height, depth, disc = _mean_dimensions(label)
-        noise = rng.normal(1.0, 0.012, size=2)
+        noise = rng.normal(1.0, 0.006, size=2)
         dims.append(
             (
                 height * patient_scale * noise[0],
@@ -248,18 +248,21 @@ def sample_spine(
     bodies: list[Body] = []
     s = 20.0
     trabecular = rng.uniform(0.55, 1.15)
+    thoracic_ratio, lumbar_ratio = rng.uniform(0.93, 0.98), rng.uniform(0.98, 1.02)
+    concavity = rng.uniform(0.0, 0.03)
     for k, label in enumerate(levels):
         height, depth, disc = dims[k]
         rank = craniocaudal_rank(label) - craniocaudal_rank(level_id("T1"))
-        # Normal shape: thoracic bodies are slightly wedged, L5 slightly reversed.
-        ratio = (
-            rng.uniform(0.93, 0.98)
-            if rank < 12
-            else (rng.uniform(1.02, 1.06) if label == level_id("L5") else rng.uniform(0.98, 1.02))
-        )
+        # Normal shape changes gradually along the spine: thoracic bodies slightly wedged, lumbar
+        # ones square (a linear ramp from T10 to L2), L5 slightly reversed; small per-body noise.
+        ramp = float(np.clip((rank - 9) / 4, 0, 1))
+        ratio = thoracic_ratio + ramp * (lumbar_ratio - thoracic_ratio)
+        if label == level_id("L5"):
+            ratio += 0.04
+        ratio += rng.normal(0.0, 0.004)
         hp0 = height
         ha0 = height * ratio
-        b0 = rng.uniform(0.0, 0.03) * height
+        b0 = concavity * height * rng.uniform(0.9, 1.1)
         hm0 = 0.5 * (ha0 + hp0) - b0
         ha, hp, b, grade, ftype, loss = ha0, hp0, b0, 0, "none", 0.0
         if label in fractures:
