@@ -2,6 +2,7 @@
 
 Subcommands:
   phantom   write synthetic spine phantoms with exact ground truth
+  measure   levels, landmarks, heights, VCR/VC and Genant grade from a label map
   info      print the geometry napari-vertebra reads from a file or DICOM folder
   view      open files (or a bundled sample) in napari with the plugin
 """
@@ -47,6 +48,40 @@ def _phantom(args: argparse.Namespace) -> int:
         **options,
     )
     print(f"wrote {len(written)} cases to {args.output}")
+    return 0
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from .core.measure import measure, write_measurement
+
+    anchor = None
+    if args.anchor:
+        index, _, name = args.anchor.partition(":")
+        anchor = (int(index) - 1, name)
+    result = measure(
+        args.labels,
+        image=args.image,
+        spacing=args.spacing,
+        scheme=args.scheme,
+        top_level=args.top_level,
+        anchor=anchor,
+        shift=args.shift,
+        lumbar_count=args.lumbar_count,
+        thoracic_count=args.thoracic_count,
+        body_mask=args.body_mask,
+        whole_vertebrae=args.whole_vertebrae or None,
+    )
+    paths = write_measurement(result, args.output, overwrite=args.overwrite)
+    table = result.table
+    for _, row in table.iterrows():
+        grade = row["genant_grade"]
+        print(
+            f"{row['level']:>4}  AVH {row['anterior_height_mm']:6.1f}  MVH "
+            f"{row['middle_height_mm']:6.1f}  PVH {row['posterior_height_mm']:6.1f} mm  "
+            f"grade {grade if grade is not None else '-'} {row['fracture_type']:<9} "
+            f"{row['qc_flags']}"
+        )
+    print(f"wrote {paths['measurements']} and {paths['landmarks']}")
     return 0
 
 
@@ -150,6 +185,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     phantom.add_argument("--overwrite", action="store_true", help="replace existing case folders")
     phantom.set_defaults(func=_phantom)
+
+    meas = sub.add_parser("measure", help="levels, heights, VCR and Genant grade from labels")
+    meas.add_argument("labels", help="label map (NIfTI, DICOM …) of vertebral bodies or vertebrae")
+    meas.add_argument("--image", default=None, help="image the labels belong to (for spacing)")
+    meas.add_argument("--scheme", choices=("verse", "totalsegmentator"), default="verse")
+    meas.add_argument("-o", "--output", required=True, help="output folder")
+    meas.add_argument("--spacing", type=float, default=None, help="pixel spacing in mm")
+    meas.add_argument(
+        "--body-mask",
+        default=None,
+        help="mask whose value 1 marks vertebral bodies (levels from LABELS)",
+    )
+    meas.add_argument(
+        "--whole-vertebrae",
+        action="store_true",
+        help="labels include posterior elements: cut them off first",
+    )
+    meas.add_argument("--top-level", default=None, help="level of the most cranial body, e.g. T11")
+    meas.add_argument(
+        "--anchor", default=None, help="INDEX:LEVEL, e.g. 3:L1 (the third body from the top is L1)"
+    )
+    meas.add_argument("--shift", type=int, default=0, help="shift all levels by K")
+    meas.add_argument("--lumbar-count", type=int, default=5, choices=(4, 5, 6))
+    meas.add_argument("--thoracic-count", type=int, default=12, choices=(11, 12, 13))
+    meas.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    meas.set_defaults(func=_measure)
 
     info = sub.add_parser("info", help="print what napari-vertebra reads from a file or folder")
     info.add_argument("path")

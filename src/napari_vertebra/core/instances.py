@@ -1,0 +1,225 @@
+"""Vertebral-body instances from a label map: separation, body isolation, cranio-caudal order.
+
+Accepted label maps:
+- VerSe IDs (or TotalSegmentator IDs, converted): each level ID is one instance, its label kept;
+- a semantic mask (one foreground value, e.g. 1): connected components, with bodies that touch
+  across a thin disc split apart;
+- instance labels without level meaning (values that are not all level IDs): one instance each.
+The sacrum (26) is kept apart as the level anchor. Whole-vertebra labels (body with posterior
+elements, as TotalSegmentator and VerSe give them) are reduced to the body before anything is
+measured (:func:`isolate_body`): by default for TotalSegmentator IDs, on request for others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from .labels import SACRUM, is_level_id, to_verse
+
+#: Components smaller than this fraction of the median body are fragments and dropped.
+FRAGMENT_FRACTION = 0.2
+#: A bridge across a disc thinner than this (mm) is cut when separating touching bodies.
+MAX_BRIDGE_MM = 2.0
+
+
+@dataclass
+class Instance:
+    """One vertebral body (or the sacrum) found in a label map."""
+
+    mask: np.ndarray
+    box: tuple[slice, ...]
+    label: int = 0
+    is_sacrum: bool = False
+    touches_border: bool = False
+    centroid: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    size_mm: float = 0.0  # area (2D, mm²) or volume (3D, mm³)
+    source_label: int = 0
+
+    def full_mask(self, shape: tuple[int, ...]) -> np.ndarray:
+        out = np.zeros(shape, bool)
+        out[self.box] = self.mask
+        return out
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    components, count = ndimage.label(mask)
+    if count <= 1:
+        return mask
+    sizes = ndimage.sum_labels(mask, components, index=np.arange(1, count + 1))
+    return components == (1 + int(np.argmax(sizes)))
+
+
+def isolate_body(mask: np.ndarray) -> np.ndarray:
+    """The vertebral body of a whole-vertebra mask, in canonical axes (0 = I, 1 = P[, 2 = L]).
+
+    Along the posterior axis, rows of the mid-sagittal region that show a gap (the spinal canal
+    or the foramina) behind the first run give the posterior wall; a line (2D) or plane (3D)
+    fitted to those wall positions cuts off the pedicles, lamina and processes. A body-only mask
+    has no such gap and is returned unchanged.
+    """
+    if mask.ndim == 3:
+        columns = np.nonzero(mask.any(axis=(0, 1)))[0]
+        middle = int(round(np.median(np.nonzero(mask)[2])))
+        half = max(1, len(columns) // 20)
+        sagittal = mask[:, :, max(middle - half, 0) : middle + half + 1].any(axis=2)
+    else:
+        sagittal = mask
+    columns_used = np.nonzero(sagittal.any(axis=0))[0]
+    front_zone = columns_used[0] + 0.3 * (columns_used[-1] - columns_used[0])
+    rows, walls = [], []
+    for r in np.nonzero(sagittal.any(axis=1))[0]:
+        line = sagittal[r]
+        starts = np.nonzero(line & ~np.concatenate([[False], line[:-1]]))[0]
+        ends = np.nonzero(line & ~np.concatenate([line[1:], [False]]))[0]
+        # Only rows whose first run starts in front is the body (not lamina or spinous alone).
+        if len(starts) >= 2 and starts[0] <= front_zone:
+            rows.append(r)
+            walls.append(ends[0])
+    if len(rows) < 3:
+        return mask
+    rows, walls = np.array(rows, float), np.array(walls, float)
+    # The canal (or a foramen) shows as a gap in the middle rows of a whole vertebra too; the dip
+    # of a biconcave endplate only near the top and bottom. No gap in the middle third: a body.
+    occupied = np.nonzero(sagittal.any(axis=1))[0]
+    low, high = np.percentile(occupied, (100 / 3, 200 / 3))
+    if np.count_nonzero((rows >= low) & (rows <= high)) < 2:
+        return mask
+    # Robust line fit: drop the rows farthest from a first fit (rows through a facet, say).
+    coeffs = np.polyfit(rows, walls, 1)
+    keep = np.abs(np.polyval(coeffs, rows) - walls) <= max(
+        1.5, np.percentile(np.abs(np.polyval(coeffs, rows) - walls), 75)
+    )
+    if keep.sum() >= 3:
+        coeffs = np.polyfit(rows[keep], walls[keep], 1)
+    index_rows = np.arange(mask.shape[0])[:, None]
+    limit = np.polyval(coeffs, index_rows)
+    posterior = np.arange(mask.shape[1])[None, :]
+    keep_mask = posterior <= limit + 0.5
+    if mask.ndim == 3:
+        keep_mask = keep_mask[:, :, None]
+    body = mask & keep_mask
+    return _largest_component(body) if body.any() else mask
+
+
+def _split_touching(mask: np.ndarray, spacing: np.ndarray) -> list[np.ndarray]:
+    """Split a component at thin bridges (≤ MAX_BRIDGE_MM) by erosion then constrained growth."""
+    from skimage.segmentation import watershed
+
+    steps = int(np.ceil(MAX_BRIDGE_MM / 2 / spacing.min()))
+    for radius in range(1, steps + 1):
+        eroded = ndimage.binary_erosion(mask, iterations=radius)
+        seeds, count = ndimage.label(eroded)
+        if count < 2:
+            continue
+        sizes = ndimage.sum_labels(eroded, seeds, index=np.arange(1, count + 1))
+        big = [k + 1 for k, s in enumerate(sizes) if s >= 0.3 * sizes.max()]
+        if len(big) < 2:
+            continue
+        markers = np.zeros(mask.shape, np.int32)
+        for new, old in enumerate(big, start=1):
+            markers[seeds == old] = new
+        distance = ndimage.distance_transform_edt(mask, sampling=spacing)
+        grown = watershed(-distance, markers, mask=mask)
+        return [grown == k for k in range(1, len(big) + 1)]
+    return [mask]
+
+
+def extract_instances(
+    label_map: np.ndarray,
+    spacing: tuple[float, ...] | np.ndarray,
+    origin: tuple[float, ...] | np.ndarray | None = None,
+    scheme: str = "verse",
+    whole_vertebrae: bool | None = None,
+) -> list[Instance]:
+    """Vertebral bodies (and the sacrum) of ``label_map``, ordered cranio-caudally.
+
+    Parameters
+    ----------
+    label_map
+        2D or 3D integer label map in canonical axes.
+    spacing, origin
+        Voxel spacing (mm) and world origin.
+    scheme
+        ``"verse"`` or ``"totalsegmentator"`` IDs; for ``"verse"`` a map holding only 0 and one
+        other value is a semantic mask and values that are not all level IDs are anonymous
+        instances.
+    whole_vertebrae
+        Whether labels include posterior elements, which are then cut off (:func:`isolate_body`).
+        Default: True for TotalSegmentator IDs (whole vertebrae), False otherwise.
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    origin = np.zeros(label_map.ndim) if origin is None else np.asarray(origin, dtype=float)
+    values = np.unique(label_map)
+    values = values[values != 0]
+    semantic_one = False
+    if whole_vertebrae is None:
+        whole_vertebrae = scheme == "totalsegmentator"
+    if scheme == "totalsegmentator":
+        label_map = to_verse(label_map, scheme)
+        values = np.unique(label_map)
+        values = values[values != 0]
+        given_levels = True
+    else:
+        # 1 is both C1 and the usual foreground value: several separate blobs of 1 mean a
+        # semantic mask (bodies = 1, perhaps with a sacrum label), not a C1 label.
+        semantic_one = 1 in values and ndimage.label(label_map == 1)[1] > 1
+        given_levels = (
+            len(values) > 1 and not semantic_one and all(is_level_id(int(v)) for v in values)
+        )
+        given_levels = given_levels or (
+            len(values) == 1 and int(values[0]) not in (1, 255) and is_level_id(int(values[0]))
+        )
+    masks: list[tuple[int, np.ndarray]] = []
+    if given_levels or (len(values) > 1 and not semantic_one):
+        for value in values:
+            masks.append((int(value), _largest_component(label_map == value)))
+    else:
+        components, count = ndimage.label(label_map > 0)
+        for k in range(1, count + 1):
+            for part in _split_touching(components == k, spacing):
+                masks.append((0, part))
+    instances = []
+    voxel = float(np.prod(spacing))
+    for value, mask in masks:
+        is_sacrum = given_levels and value == SACRUM
+        if not is_sacrum and whole_vertebrae:
+            mask = isolate_body(mask)
+        box = ndimage.find_objects(mask.astype(np.uint8))[0]
+        local = mask[box]
+        index = np.argwhere(local) + np.array([s.start for s in box])
+        touches = any(
+            s.start == 0 or s.stop == n for s, n in zip(box, label_map.shape, strict=True)
+        )
+        instances.append(
+            Instance(
+                mask=local,
+                box=box,
+                label=value if given_levels else 0,
+                is_sacrum=is_sacrum,
+                touches_border=bool(touches),
+                centroid=index.mean(axis=0) * spacing + origin,
+                size_mm=float(local.sum() * voxel),
+                source_label=value,
+            )
+        )
+    bodies = [i for i in instances if not i.is_sacrum]
+    if bodies:
+        typical = float(np.median([i.size_mm for i in bodies]))
+        instances = [
+            i for i in instances if i.is_sacrum or i.size_mm >= FRAGMENT_FRACTION * typical
+        ]
+    return order_craniocaudally(instances)
+
+
+def order_craniocaudally(instances: list[Instance]) -> list[Instance]:
+    """Sort instances head to feet along the spine's main axis (pointing inferior, axis 0)."""
+    if len(instances) < 2:
+        return instances
+    centroids = np.array([i.centroid for i in instances])
+    centered = centroids - centroids.mean(axis=0)
+    _, _, vt = np.linalg.svd(centered, full_matrices=False)
+    axis = vt[0] if vt[0][0] >= 0 else -vt[0]
+    return sorted(instances, key=lambda i: float(i.centroid @ axis))

@@ -1,0 +1,252 @@
+"""Six endplate landmarks and three heights of one vertebral body, in 2D and 3D.
+
+Method
+------
+2D: the body outline is the 0.5 iso-contour of the mask (sub-pixel, unbiased for straight edges).
+In a body frame (x along ``e_ap`` posterior, y along ``e_cc`` caudal, origin at the centroid), the
+anterior and posterior walls are the median x of the outline points near each wall, and each
+endplate is a quadratic ``y(x)`` fitted to the outline between the walls, away from the rounded
+corners. The frame is rotated until the two endplates are symmetric (their mean slope is zero), so
+that heights are measured along the body's own cranio-caudal axis whatever the tilt of the spine.
+Landmarks are the endplate points at the anterior wall, the middle and the posterior wall; each
+height is the distance between an upper and a lower landmark (the six-point placement of
+quantitative morphometry, Genant et al. 1993, seed 002).
+
+3D: the body's axes come from its shape (the shortest principal axis is cranio-caudal, the longest
+of the cross-section is left-right), the mask is resampled on the body's mid-sagittal plane through
+its centroid, and the 2D method runs there. Rotation, tilt and scoliosis therefore do not bias the
+heights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.measure import find_contours
+
+LANDMARK_NAMES = (
+    "upper_anterior",
+    "upper_middle",
+    "upper_posterior",
+    "lower_anterior",
+    "lower_middle",
+    "lower_posterior",
+)
+#: Outline points closer than this to a wall (mm) are corner rounding, not endplate.
+CORNER_MARGIN_MM = 1.5
+#: Resampling step on the 3D mid-sagittal plane, as a fraction of the smallest voxel spacing.
+PLANE_STEP_FRACTION = 0.25
+
+
+@dataclass
+class BodyGeometry:
+    """Landmarks (world mm, canonical axes), heights (mm) and the body frame."""
+
+    landmarks: dict[str, np.ndarray]
+    anterior_height_mm: float
+    middle_height_mm: float
+    posterior_height_mm: float
+    center: np.ndarray
+    e_cc: np.ndarray
+    e_ap: np.ndarray
+    depth_mm: float
+    fit_residual_mm: float
+
+    def endplate_vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Anterior → posterior vectors along the upper and the lower endplate."""
+        marks = self.landmarks
+        return (
+            marks["upper_posterior"] - marks["upper_anterior"],
+            marks["lower_posterior"] - marks["lower_anterior"],
+        )
+
+
+def _rotate(v: np.ndarray, angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([c * v[0] - s * v[1], s * v[0] + c * v[1]])
+
+
+def _outline(image: np.ndarray, spacing: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """World coordinates (n, 2) of the longest 0.5 iso-contour of a 2D mask or fraction image."""
+    padded = np.pad(image.astype(np.float32), 1)
+    contours = find_contours(padded, 0.5)
+    if not contours:
+        raise ValueError("the body mask is empty")
+    longest = max(contours, key=len) - 1.0
+    return longest * spacing + origin
+
+
+def profile_landmarks(
+    image: np.ndarray,
+    spacing: tuple[float, float] | np.ndarray,
+    origin: tuple[float, float] | np.ndarray = (0.0, 0.0),
+    e_cc: np.ndarray | None = None,
+    iterations: int = 4,
+) -> BodyGeometry:
+    """Landmarks of a body from a 2D mask (or a fraction image in [0, 1]) in canonical (I, P) axes.
+
+    Parameters
+    ----------
+    image
+        2D mask of one body (bool) or its partial-volume fraction (float).
+    spacing, origin
+        Pixel spacing and world position (mm) of pixel (0, 0).
+    e_cc
+        Starting guess of the body's caudal direction (world, unit); default straight down.
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    origin = np.asarray(origin, dtype=float)
+    outline = _outline(image, spacing, origin)
+    weights = np.asarray(image, dtype=float)
+    index = np.argwhere(weights > 0)
+    center = (index * spacing + origin).T @ weights[weights > 0] / weights[weights > 0].sum()
+    e_cc = np.array([1.0, 0.0]) if e_cc is None else np.asarray(e_cc, float) / np.linalg.norm(e_cc)
+    for _ in range(iterations):
+        e_ap = np.array([-e_cc[1], e_cc[0]])
+        if e_ap[1] < 0:  # posterior is +axis 1
+            e_ap = -e_ap
+        fit = _fit_profile(outline - center, e_cc, e_ap)
+        # Rotate the frame so that the endplates become symmetric about the x axis.
+        angle = np.arctan(0.5 * (fit["slope_top"] + fit["slope_bottom"]))
+        e_cc = _rotate(e_cc, -angle if _is_right_handed(e_cc, e_ap) else angle)
+        if abs(angle) < 1e-5:
+            break
+    e_ap = np.array([-e_cc[1], e_cc[0]])
+    if e_ap[1] < 0:
+        e_ap = -e_ap
+    fit = _fit_profile(outline - center, e_cc, e_ap)
+    return _geometry(fit, center, e_cc, e_ap)
+
+
+def _is_right_handed(e_cc: np.ndarray, e_ap: np.ndarray) -> bool:
+    return e_cc[0] * e_ap[1] - e_cc[1] * e_ap[0] > 0
+
+
+def _fit_profile(points: np.ndarray, e_cc: np.ndarray, e_ap: np.ndarray) -> dict:
+    x, y = points @ e_ap, points @ e_cc
+    height = np.ptp(y)
+    core = np.abs(y - np.median(y)) < 0.3 * height
+    x_front = x[core & (x < np.percentile(x, 50))]
+    x_back = x[core & (x > np.percentile(x, 50))]
+    x_a = float(np.median(x_front[x_front < x_front.min() + 1.0])) if x_front.size else x.min()
+    x_p = float(np.median(x_back[x_back > x_back.max() - 1.0])) if x_back.size else x.max()
+    margin = max(CORNER_MARGIN_MM, 0.06 * (x_p - x_a))
+    inner = (x > x_a + margin) & (x < x_p - margin)
+    y_mid = 0.5 * (np.percentile(y[inner], 5) + np.percentile(y[inner], 95)) if inner.any() else 0.0
+    fits = {}
+    residuals = []
+    for side, select in (("top", inner & (y < y_mid)), ("bottom", inner & (y > y_mid))):
+        if np.count_nonzero(select) < 4:
+            raise ValueError("too few endplate points to fit (body too small or not convex)")
+        coeffs = np.polyfit(x[select], y[select], 2)
+        residuals.append(np.sqrt(np.mean((np.polyval(coeffs, x[select]) - y[select]) ** 2)))
+        fits[side] = coeffs
+    x_m = 0.5 * (x_a + x_p)
+    return {
+        "x_a": x_a,
+        "x_m": x_m,
+        "x_p": x_p,
+        "top": fits["top"],
+        "bottom": fits["bottom"],
+        "slope_top": float(np.polyval(np.polyder(fits["top"]), x_m)),
+        "slope_bottom": float(np.polyval(np.polyder(fits["bottom"]), x_m)),
+        "residual": float(max(residuals)),
+    }
+
+
+def _geometry(fit: dict, center: np.ndarray, e_cc: np.ndarray, e_ap: np.ndarray) -> BodyGeometry:
+    marks = {}
+    heights = {}
+    for name, x in (("anterior", fit["x_a"]), ("middle", fit["x_m"]), ("posterior", fit["x_p"])):
+        y_top, y_bottom = np.polyval(fit["top"], x), np.polyval(fit["bottom"], x)
+        marks[f"upper_{name}"] = center + x * e_ap + y_top * e_cc
+        marks[f"lower_{name}"] = center + x * e_ap + y_bottom * e_cc
+        heights[name] = float(y_bottom - y_top)
+    return BodyGeometry(
+        landmarks=marks,
+        anterior_height_mm=heights["anterior"],
+        middle_height_mm=heights["middle"],
+        posterior_height_mm=heights["posterior"],
+        center=center,
+        e_cc=e_cc,
+        e_ap=e_ap,
+        depth_mm=float(fit["x_p"] - fit["x_a"]),
+        fit_residual_mm=fit["residual"],
+    )
+
+
+def body_axes_3d(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Centroid and (e_cc, e_ap, e_lr) of a body from its voxel world coordinates (n, 3).
+
+    The shortest principal axis is cranio-caudal (bodies are wider and deeper than tall); in the
+    plane across it, the longer principal axis is left-right. Axes point I, P, L (canonical +).
+    """
+    center = coords.mean(axis=0)
+    centered = coords - center
+    _, vectors = np.linalg.eigh(centered.T @ centered)
+    e_cc = vectors[:, 0] * np.sign(vectors[0, 0] or 1.0)
+    across = centered - np.outer(centered @ e_cc, e_cc)
+    _, vectors2 = np.linalg.eigh(across.T @ across)
+    e_lr = vectors2[:, 2] - (vectors2[:, 2] @ e_cc) * e_cc
+    e_lr /= np.linalg.norm(e_lr)
+    if e_lr[2] < 0:
+        e_lr = -e_lr
+    e_ap = np.cross(e_lr, e_cc)
+    return center, e_cc, e_ap, e_lr
+
+
+def volume_landmarks(
+    mask: np.ndarray,
+    spacing: tuple[float, float, float] | np.ndarray,
+    origin: tuple[float, float, float] | np.ndarray = (0.0, 0.0, 0.0),
+) -> BodyGeometry:
+    """Landmarks of a body from a 3D mask on its own mid-sagittal plane (world mm, I, P, L)."""
+    spacing = np.asarray(spacing, dtype=float)
+    origin = np.asarray(origin, dtype=float)
+    index = np.argwhere(mask)
+    if len(index) < 20:
+        raise ValueError("the body mask has too few voxels")
+    coords = index * spacing + origin
+    center, e_cc, e_ap, e_lr = body_axes_3d(coords)
+    radius = (
+        0.6 * float(np.sqrt(np.max(np.sum((coords - center) ** 2, axis=1)))) + 2 * spacing.max()
+    )
+    step = PLANE_STEP_FRACTION * float(spacing.min())
+    offsets = np.arange(-radius, radius + step, step)
+    yy, xx = np.meshgrid(offsets, offsets, indexing="ij")  # rows along e_cc, columns along e_ap
+    world = center + yy[..., None] * e_cc + xx[..., None] * e_ap
+    voxel = (world - origin) / spacing
+    fraction = ndimage.map_coordinates(
+        mask.astype(np.float32), voxel.reshape(-1, 3).T, order=1, mode="constant"
+    ).reshape(yy.shape)
+    # In plane coordinates (rows = e_cc, cols = e_ap) the 2D method sees an upright body.
+    plane = profile_landmarks(fraction, (step, step), (-radius, -radius))
+    to_world = np.stack([e_cc, e_ap], axis=1)  # plane (row, col) mm -> world offset
+
+    def lift(p: np.ndarray) -> np.ndarray:
+        return center + to_world @ p
+
+    landmarks = {name: lift(p) for name, p in plane.landmarks.items()}
+    e_cc3 = to_world @ plane.e_cc
+    e_ap3 = to_world @ plane.e_ap
+    return BodyGeometry(
+        landmarks=landmarks,
+        anterior_height_mm=plane.anterior_height_mm,
+        middle_height_mm=plane.middle_height_mm,
+        posterior_height_mm=plane.posterior_height_mm,
+        center=lift(plane.center),
+        e_cc=e_cc3 / np.linalg.norm(e_cc3),
+        e_ap=e_ap3 / np.linalg.norm(e_ap3),
+        depth_mm=plane.depth_mm,
+        fit_residual_mm=plane.fit_residual_mm,
+    )
+
+
+def body_landmarks(mask: np.ndarray, spacing, origin=None) -> BodyGeometry:
+    """Landmarks of one body from a 2D or 3D mask (dispatch on dimensionality)."""
+    origin = np.zeros(mask.ndim) if origin is None else origin
+    if mask.ndim == 2:
+        return profile_landmarks(mask, spacing, origin)
+    return volume_landmarks(mask, spacing, origin)

@@ -1,0 +1,114 @@
+"""Level assignment: keep given labels, or count from the sacrum or from a known level.
+
+Counting follows seeds 003/004: the body directly above the sacrum is the last lumbar vertebra
+(L5, or L6 with six lumbar vertebrae) and levels are counted upward from it; without a sacrum, a
+user-given top level (or any anchor) lets levels be counted downward. A shift of all levels by ±k
+corrects an off-by-k count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .instances import Instance
+from .labels import SACRUM, T13, level_id, level_name
+
+#: A last component this much longer and larger than the median body is the sacrum.
+SACRUM_SIZE_FACTOR = 1.8
+
+
+@dataclass
+class LevelAssignment:
+    """Level of one body and how it was obtained."""
+
+    label: int
+    source: str  # "given", "sacrum", "anchor", "top", "assumed"
+    confidence: float
+
+
+def level_sequence(lumbar_count: int = 5, thoracic_count: int = 12) -> list[int]:
+    """VerSe IDs from C1 to the last lumbar vertebra for the given counts (T13, L6 optional)."""
+    if lumbar_count not in (4, 5, 6) or thoracic_count not in (11, 12, 13):
+        raise ValueError("lumbar_count must be 4-6 and thoracic_count 11-13")
+    thoracic = list(range(8, 8 + min(thoracic_count, 12))) + ([T13] if thoracic_count == 13 else [])
+    return list(range(1, 8)) + thoracic + list(range(20, 20 + lumbar_count))
+
+
+def mark_sacrum(instances: list[Instance]) -> None:
+    """In an anonymous mask, mark the caudal-most component as sacrum when it is much larger."""
+    if any(i.is_sacrum for i in instances) or len(instances) < 3:
+        return
+    last = instances[-1]
+    others = instances[:-1]
+    typical_size = float(np.median([i.size_mm for i in others]))
+    typical_extent = float(np.median([i.mask.shape[0] for i in others]))
+    if (
+        last.label == 0
+        and last.size_mm > SACRUM_SIZE_FACTOR * typical_size
+        and last.mask.shape[0] > SACRUM_SIZE_FACTOR * typical_extent
+    ):
+        last.is_sacrum = True
+        last.label = SACRUM
+
+
+def assign_levels(
+    instances: list[Instance],
+    top_level: str | None = None,
+    anchor: tuple[int, str] | None = None,
+    shift: int = 0,
+    lumbar_count: int = 5,
+    thoracic_count: int = 12,
+) -> list[LevelAssignment]:
+    """Levels of the bodies (instances that are not the sacrum), cranial to caudal.
+
+    Parameters
+    ----------
+    instances
+        Ordered cranio-caudally (:func:`~napari_vertebra.core.instances.extract_instances`).
+    top_level
+        Level of the most cranial body, for fields of view without the sacrum.
+    anchor
+        ``(body index, level name)``: a body whose level the user knows; overrides other sources.
+    shift
+        Move every level by this many positions (+1: each body one level lower).
+    lumbar_count, thoracic_count
+        Numbers of lumbar (5, or 6 with a transitional L6) and thoracic (12, or 13 with T13)
+        vertebrae.
+    """
+    mark_sacrum(instances)
+    bodies = [i for i in instances if not i.is_sacrum]
+    sequence = level_sequence(lumbar_count, thoracic_count)
+    n = len(bodies)
+    if n == 0:
+        return []
+    given = [b.label for b in bodies]
+    if anchor is None and all(given) and top_level is None:
+        positions = [sequence.index(v) if v in sequence else None for v in given]
+        if shift == 0 or None in positions:
+            return [LevelAssignment(v, "given", 1.0) for v in given]
+        start, source, base = positions[0], "given", 1.0
+    elif anchor is not None:
+        index, name = anchor
+        start, source, base = sequence.index(level_id(name)) - index, "anchor", 0.95
+    elif top_level is not None:
+        start, source, base = sequence.index(level_id(top_level)), "top", 0.85
+    elif instances[-1].is_sacrum:
+        start, source, base = len(sequence) - n, "sacrum", 0.95
+    else:
+        start, source, base = len(sequence) - n, "assumed", 0.3
+    start += shift
+    out = []
+    for k in range(n):
+        position = start + k
+        if not 0 <= position < len(sequence):
+            raise ValueError(
+                f"counting gives body {k + 1} of {n} a level outside C1-"
+                f"{level_name(sequence[-1])}; check the anchor, top level or shift"
+            )
+        # Confidence fades with the distance (in levels) from the anchor that was counted from.
+        distance = (n - 1 - k) if source == "sacrum" else k
+        confidence = base if source == "given" else max(0.1, base - 0.02 * distance)
+        out.append(LevelAssignment(sequence[position], source, confidence))
+    return out

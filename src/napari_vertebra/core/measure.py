@@ -1,0 +1,370 @@
+"""The measure step: label map → levels, landmarks, heights, indices, grades; table and JSON out.
+
+``measurements.csv`` columns (a public interface, documented in docs/measurements.md):
+``level,label,anterior_height_mm,middle_height_mm,posterior_height_mm,vcr_percent,vc_percent,``
+``genant_grade,fracture_type,wedge_angle_deg,confidence,qc_flags`` then further columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .image import SpineImage
+from .instances import extract_instances
+from .io import SpineIOError, read_image, write_table
+from .labels import level_name
+from .landmarks import LANDMARK_NAMES, BodyGeometry, body_landmarks
+from .levels import assign_levels
+from .morphometry import (
+    expected_heights,
+    fracture_type,
+    genant_grade,
+    signed_angle_deg,
+    vertebral_compression,
+    vertebral_compression_ratio,
+)
+
+COLUMNS = (
+    "level",
+    "label",
+    "anterior_height_mm",
+    "middle_height_mm",
+    "posterior_height_mm",
+    "vcr_percent",
+    "vc_percent",
+    "genant_grade",
+    "fracture_type",
+    "wedge_angle_deg",
+    "confidence",
+    "qc_flags",
+)
+EXTRA_COLUMNS = (
+    "height_loss_percent",
+    "anterior_loss_percent",
+    "middle_loss_percent",
+    "posterior_loss_percent",
+    "expected_anterior_height_mm",
+    "expected_middle_height_mm",
+    "expected_posterior_height_mm",
+    "anterior_posterior_ratio",
+    "middle_posterior_ratio",
+    "depth_mm",
+    "level_source",
+    "centroid_mm",
+)
+#: A body larger or smaller than its neighbours' median by this fraction is a size outlier.
+SIZE_OUTLIER_FRACTION = 0.5
+#: A body taller than its neighbours by this fraction cannot be explained by a fracture.
+TALLER_THAN_NEIGHBOURS = 0.3
+
+
+@dataclass
+class Measurement:
+    """Result of :func:`measure`: the per-vertebra table, landmarks and provenance."""
+
+    table: pd.DataFrame
+    landmarks: dict[str, dict[str, list[float]]]
+    geometry: dict[str, BodyGeometry] = field(default_factory=dict)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    regional_angles: dict[str, float] = field(default_factory=dict)
+
+    def landmarks_json(self) -> dict[str, Any]:
+        return {
+            "coordinates": "world mm along the canonical axes (I, P[, L]): index*spacing + origin",
+            "landmark_names": list(LANDMARK_NAMES),
+            "vertebrae": [
+                {"level": level, "label": int(row["label"]), "landmarks": self.landmarks[level]}
+                for level, (_, row) in zip(self.table["level"], self.table.iterrows(), strict=True)
+            ],
+            "regional_angles_deg": self.regional_angles,
+            "parameters": self.parameters,
+        }
+
+
+def _as_label_image(
+    labels: SpineImage | np.ndarray | str | os.PathLike, spacing: tuple[float, ...] | float | None
+) -> SpineImage:
+    if isinstance(labels, SpineImage):
+        image = labels
+    elif isinstance(labels, np.ndarray):
+        image = SpineImage(
+            labels,
+            None,
+            "CT" if labels.ndim == 3 else "XR",
+            ("I", "P", "L")[: labels.ndim],
+            kind="labels",
+        )
+    else:
+        image = (
+            read_image(labels, kind="labels")
+            if str(labels).lower().endswith((".nii", ".nii.gz"))
+            else read_image(labels)
+        )
+    if spacing is not None:
+        image = image.with_spacing(spacing)
+    if image.spacing is None:
+        raise SpineIOError(
+            image.source.get("path", "label map"),
+            "has no pixel spacing: heights in mm cannot be measured; give the "
+            "image it belongs to (--image) or the spacing (--spacing MM)",
+        )
+    return image
+
+
+def measure(
+    labels: SpineImage | np.ndarray | str | os.PathLike,
+    *,
+    image: SpineImage | str | os.PathLike | None = None,
+    spacing: tuple[float, ...] | float | None = None,
+    scheme: str = "verse",
+    top_level: str | None = None,
+    anchor: tuple[int, str] | None = None,
+    shift: int = 0,
+    lumbar_count: int = 5,
+    thoracic_count: int = 12,
+    regional_angle: tuple[str, str] | None = None,
+    body_mask: SpineImage | str | os.PathLike | None = None,
+    whole_vertebrae: bool | None = None,
+) -> Measurement:
+    """Measure every vertebral body of a label map.
+
+    Parameters
+    ----------
+    labels
+        Label map (SpineImage, path or array in canonical axes) of vertebral bodies or whole
+        vertebrae: VerSe IDs, TotalSegmentator IDs (``scheme="totalsegmentator"``), anonymous
+        instances or a semantic mask.
+    image
+        The image the labels belong to; its spacing and origin are used when the label file has
+        none.
+    spacing
+        Spacing in mm, overriding both.
+    top_level, anchor, shift, lumbar_count, thoracic_count
+        Level counting options (:func:`napari_vertebra.core.levels.assign_levels`).
+    whole_vertebrae
+        Labels include posterior elements, to be cut off (default: only for TotalSegmentator).
+    body_mask
+        A mask whose value 1 marks vertebral bodies (e.g. TotalSegmentator's body/disc mask):
+        the levels come from ``labels``, the body voxels from this mask.
+    regional_angle
+        Levels ``(upper, lower)``: the angle between the upper endplate of the first and the lower
+        endplate of the second (kyphosis positive, lordosis negative); default the outermost
+        measured bodies.
+
+    Returns
+    -------
+    Measurement
+        ``table`` with :data:`COLUMNS` then :data:`EXTRA_COLUMNS`, one row per vertebra
+        cranial to caudal; ``landmarks`` per level (world mm).
+    """
+    label_image = _as_label_image(labels, spacing)
+    if image is not None and label_image.source.get("spacing_source") in (None, "unknown"):
+        reference = image if isinstance(image, SpineImage) else read_image(image)
+        if reference.shape != label_image.shape:
+            raise SpineIOError(
+                reference.source.get("path", "image"),
+                f"has shape {reference.shape}, the labels {label_image.shape}",
+            )
+        label_image = (
+            label_image.with_spacing(reference.spacing) if reference.spacing else label_image
+        )
+    if body_mask is not None:
+        mask = (
+            body_mask if isinstance(body_mask, SpineImage) else read_image(body_mask, kind="labels")
+        )
+        if mask.shape != label_image.shape:
+            raise SpineIOError(
+                mask.source.get("path", "body mask"),
+                f"has shape {mask.shape}, the labels {label_image.shape}",
+            )
+        label_image = label_image.with_array(np.where(mask.array == 1, label_image.array, 0))
+    spacing_mm = np.array(label_image.spacing)
+    origin = np.array(label_image.origin)
+    if body_mask is not None:
+        whole_vertebrae = False
+    instances = extract_instances(
+        label_image.array, spacing_mm, origin, scheme=scheme, whole_vertebrae=whole_vertebrae
+    )
+    levels = assign_levels(
+        instances,
+        top_level=top_level,
+        anchor=anchor,
+        shift=shift,
+        lumbar_count=lumbar_count,
+        thoracic_count=thoracic_count,
+    )
+    bodies = [i for i in instances if not i.is_sacrum]
+    rows, geometry, landmarks = [], {}, {}
+    for body, level in zip(bodies, levels, strict=True):
+        offset = origin + np.array([s.start for s in body.box]) * spacing_mm
+        flags = ["touches_border"] if body.touches_border else []
+        name = level_name(level.label)
+        try:
+            geo = body_landmarks(body.mask, spacing_mm, offset)
+        except ValueError:
+            geo = None
+            flags.append("landmarks_failed")
+        if level.source == "assumed":
+            flags.append("level_uncertain")
+        rows.append(
+            {
+                "level": name,
+                "label": level.label,
+                "geo": geo,
+                "flags": flags,
+                "confidence": level.confidence,
+                "level_source": level.source,
+                "size": body.size_mm,
+                "centroid": body.centroid,
+            }
+        )
+        if geo is not None:
+            geometry[name] = geo
+            landmarks[name] = {k: [round(float(c), 4) for c in v] for k, v in geo.landmarks.items()}
+    table = _table(rows)
+    parameters = {
+        "scheme": scheme,
+        "top_level": top_level,
+        "anchor": anchor,
+        "shift": shift,
+        "lumbar_count": lumbar_count,
+        "thoracic_count": thoracic_count,
+        "spacing_mm": [float(s) for s in spacing_mm],
+        "labels": label_image.source.get("path"),
+    }
+    angles = _regional_angles(geometry, table, regional_angle)
+    return Measurement(
+        table=table,
+        landmarks=landmarks,
+        geometry=geometry,
+        parameters=parameters,
+        regional_angles=angles,
+    )
+
+
+def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    n = len(rows)
+    heights = np.full((n, 3), np.nan)
+    for k, row in enumerate(rows):
+        geo = row["geo"]
+        if geo is not None:
+            heights[k] = (geo.anterior_height_mm, geo.middle_height_mm, geo.posterior_height_mm)
+    # Two passes: references from all whole neighbours, then from those that look normal. Bodies
+    # cut by the image border never serve as references.
+    usable = np.all(np.isfinite(heights), axis=1) & np.array(
+        ["touches_border" not in r["flags"] for r in rows], dtype=bool
+    )
+    normal = usable
+    for _ in range(2):
+        expected = expected_heights(heights, normal)
+        losses = 1.0 - heights / expected
+        worst = np.nanmax(np.where(np.isfinite(losses), losses, -np.inf), axis=1)
+        normal = usable & (worst < 0.2)
+    sizes = np.array([r["size"] for r in rows])
+    records = []
+    for k, row in enumerate(rows):
+        geo, flags = row["geo"], list(row["flags"])
+        a, m, p = heights[k]
+        loss = dict(zip(("anterior", "middle", "posterior"), losses[k], strict=True))
+        has_reference = np.all(np.isfinite(expected[k]))
+        if not has_reference and geo is not None:  # a lone body: its own posterior height
+            loss = {"anterior": 1 - a / p, "middle": 1 - m / p, "posterior": 0.0}
+            flags.append("no_reference")
+        neighbours = [j for j in (k - 1, k + 1) if 0 <= j < n]
+        if neighbours:
+            median = np.median(sizes[[j for j in range(max(0, k - 2), min(n, k + 3)) if j != k]])
+            if abs(sizes[k] / median - 1) > SIZE_OUTLIER_FRACTION:
+                flags.append("size_outlier")
+        if has_reference and np.nanmax(heights[k] / expected[k]) > 1 + TALLER_THAN_NEIGHBOURS:
+            flags.append("height_sequence_implausible")
+        vcr = vc = np.nan
+        if 0 < k < n - 1 and usable[k - 1] and usable[k + 1] and np.isfinite(a):
+            vcr = vertebral_compression_ratio(heights[k - 1, 0], a, heights[k + 1, 0])
+            vc = vertebral_compression(heights[k - 1, 0], a, heights[k + 1, 0])
+        worst_loss = max(loss.values()) if geo is not None else np.nan
+        confidence = (
+            row["confidence"]
+            * (0.6 if "touches_border" in flags else 1.0)
+            * (0.8 if "size_outlier" in flags else 1.0)
+            * (0.7 if "height_sequence_implausible" in flags else 1.0)
+        )
+        wedge = np.nan
+        if geo is not None:
+            upper, lower = geo.endplate_vectors()
+            wedge = signed_angle_deg(upper, lower, geo.e_cc, geo.e_ap)
+        records.append(
+            {
+                "level": row["level"],
+                "label": row["label"],
+                "anterior_height_mm": a,
+                "middle_height_mm": m,
+                "posterior_height_mm": p,
+                "vcr_percent": vcr,
+                "vc_percent": vc,
+                "genant_grade": genant_grade(worst_loss) if geo is not None else pd.NA,
+                "fracture_type": fracture_type(loss) if geo is not None else "",
+                "wedge_angle_deg": wedge,
+                "confidence": round(confidence, 3),
+                "qc_flags": ";".join(flags),
+                "height_loss_percent": 100 * worst_loss,
+                "anterior_loss_percent": 100 * loss["anterior"],
+                "middle_loss_percent": 100 * loss["middle"],
+                "posterior_loss_percent": 100 * loss["posterior"],
+                "expected_anterior_height_mm": expected[k, 0],
+                "expected_middle_height_mm": expected[k, 1],
+                "expected_posterior_height_mm": expected[k, 2],
+                "anterior_posterior_ratio": a / p,
+                "middle_posterior_ratio": m / p,
+                "depth_mm": geo.depth_mm if geo is not None else np.nan,
+                "level_source": row["level_source"],
+                "centroid_mm": " ".join(f"{c:.2f}" for c in row["centroid"]),
+            }
+        )
+    table = pd.DataFrame.from_records(records, columns=[*COLUMNS, *EXTRA_COLUMNS])
+    table["genant_grade"] = table["genant_grade"].astype("Int64")
+    numeric = table.select_dtypes("float").columns
+    table[numeric] = table[numeric].round(3)
+    return table
+
+
+def _regional_angles(
+    geometry: dict[str, BodyGeometry], table: pd.DataFrame, chosen: tuple[str, str] | None
+) -> dict[str, float]:
+    measured = [level for level in table["level"] if level in geometry]
+    if len(measured) < 2:
+        return {}
+    upper, lower = chosen if chosen is not None else (measured[0], measured[-1])
+    if upper not in geometry or lower not in geometry:
+        raise ValueError(f"regional angle needs measured levels; have {', '.join(measured)}")
+    top, bottom = geometry[upper], geometry[lower]
+    plate_top = top.landmarks["upper_posterior"] - top.landmarks["upper_anterior"]
+    plate_bottom = bottom.landmarks["lower_posterior"] - bottom.landmarks["lower_anterior"]
+    e_cc = top.e_cc + bottom.e_cc
+    e_ap = top.e_ap + bottom.e_ap
+    angle = signed_angle_deg(
+        plate_top, plate_bottom, e_cc / np.linalg.norm(e_cc), e_ap / np.linalg.norm(e_ap)
+    )
+    return {f"{upper}-{lower}": round(angle, 3)}
+
+
+def write_measurement(
+    result: Measurement, out_dir: str | os.PathLike, overwrite: bool = False
+) -> dict[str, Path]:
+    """Write ``measurements.csv`` and ``landmarks.json`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv = write_table(result.table, out_dir / "measurements.csv", overwrite=overwrite)
+    path = out_dir / "landmarks.json"
+    if path.exists() and not overwrite:
+        raise SpineIOError(path, "already exists; pass overwrite=True (--overwrite) to replace it")
+    tmp = path.with_name(".landmarks.json.partial")
+    tmp.write_text(json.dumps(result.landmarks_json(), indent=1, default=str))
+    os.replace(tmp, path)
+    return {"measurements": csv, "landmarks": path}

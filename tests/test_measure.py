@@ -1,0 +1,194 @@
+"""The measure step: formulas, level counting, instances, and accuracy on radiograph phantoms."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from napari_vertebra import make_phantom, read_image
+from napari_vertebra.cli import main
+from napari_vertebra.core.instances import extract_instances
+from napari_vertebra.core.levels import assign_levels
+from napari_vertebra.core.measure import COLUMNS, measure
+from napari_vertebra.core.morphometry import (
+    expected_heights,
+    fracture_type,
+    genant_grade,
+    vertebral_compression,
+    vertebral_compression_ratio,
+)
+
+
+def test_vcr_and_vc_formulas():
+    # Seed 000 eq. 2 and seed 001 eq. 1 with anterior heights 24, 18, 26 mm: 1 - 18/25 = 28 %.
+    assert vertebral_compression_ratio(24.0, 18.0, 26.0) == pytest.approx(28.0)
+    assert vertebral_compression(24.0, 18.0, 26.0) == pytest.approx(28.0)
+    assert vertebral_compression_ratio(25.0, 25.0, 25.0) == 0.0
+
+
+@pytest.mark.parametrize(
+    "loss,grade",
+    [(0.0, 0), (0.199, 0), (0.20, 1), (0.249, 1), (0.25, 2), (0.399, 2), (0.40, 3), (0.7, 3)],
+)
+def test_genant_grade_thresholds(loss, grade):
+    assert genant_grade(loss) == grade
+
+
+def test_genant_types():
+    assert fracture_type({"anterior": 0.30, "middle": 0.15, "posterior": 0.02}) == "wedge"
+    assert fracture_type({"anterior": 0.04, "middle": 0.30, "posterior": 0.03}) == "biconcave"
+    assert fracture_type({"anterior": 0.25, "middle": 0.27, "posterior": 0.30}) == "crush"
+    assert fracture_type({"anterior": 0.26, "middle": 0.26, "posterior": 0.26}) == "crush"
+    assert fracture_type({"anterior": 0.1, "middle": 0.1, "posterior": 0.1}) == "none"
+
+
+def test_expected_heights_follow_a_linear_trend_and_skip_fractures():
+    heights = np.array([[20.0, 20, 20], [21, 21, 21], [11, 16, 22], [23, 23, 23], [24, 24, 24]])
+    normal = np.array([True, True, False, True, True])
+    expected = expected_heights(heights, normal)
+    assert np.allclose(expected[2], [22, 22, 22])
+    assert np.allclose(expected[0], [20, 20, 20])  # from its neighbour below and the next one
+    assert np.allclose(expected[4], [24, 24, 24])
+
+
+def _instances(phantom, relabel=None):
+    labels = phantom.labels.array if relabel is None else relabel(phantom.labels.array)
+    return extract_instances(labels, phantom.image.spacing)
+
+
+def test_levels_counted_from_the_sacrum_on_a_semantic_mask():
+    phantom = make_phantom(
+        "xr",
+        2,
+        spacing=0.5,
+        levels=["T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5"],
+        with_sacrum=True,
+        crop_top=False,
+    )
+    instances = _instances(phantom, lambda a: (a > 0).astype(np.uint8))
+    levels = assign_levels(instances)
+    assert [lv.source for lv in levels] == ["sacrum"] * 8
+    assert [lv.label for lv in levels] == [17, 18, 19, 20, 21, 22, 23, 24]
+    six = assign_levels(_instances(phantom, lambda a: (a > 0).astype(np.uint8)), lumbar_count=6)
+    assert six[-1].label == 25 and six[0].label == 18
+    shifted = assign_levels(_instances(phantom, lambda a: (a > 0).astype(np.uint8)), shift=-1)
+    assert [lv.label for lv in shifted] == [16, 17, 18, 19, 20, 21, 22, 23]
+
+
+def test_levels_from_a_top_level_or_an_anchor_without_sacrum():
+    phantom = make_phantom(
+        "xr", 4, spacing=0.5, levels=["T12", "L1", "L2", "L3"], with_sacrum=False, crop_top=False
+    )
+    anonymous = _instances(phantom, lambda a: np.where(a > 0, a + 100, 0))
+    assert [lv.label for lv in assign_levels(anonymous, top_level="T12")] == [19, 20, 21, 22]
+    anonymous = _instances(phantom, lambda a: np.where(a > 0, a + 100, 0))
+    assert [lv.label for lv in assign_levels(anonymous, anchor=(2, "L2"))] == [19, 20, 21, 22]
+    anonymous = _instances(phantom, lambda a: np.where(a > 0, a + 100, 0))
+    unsure = assign_levels(anonymous)
+    assert all(lv.source == "assumed" and lv.confidence < 0.5 for lv in unsure)
+
+
+def test_touching_bodies_are_split():
+    phantom = make_phantom(
+        "xr",
+        5,
+        spacing=0.4,
+        levels=["L1", "L2", "L3"],
+        with_sacrum=False,
+        crop_top=False,
+        tilt_deg=0,
+        curvature_deg=0,
+    )
+    binary = (phantom.labels.array > 0).astype(np.uint8)
+    l1, l2 = (np.argwhere(phantom.labels.array == v) for v in (20, 21))
+    column = int(np.median(l1[:, 1]))
+    binary[l1[:, 0].max() : l2[:, 0].min() + 1, column : column + 3] = 1  # a 1.2 mm bridge
+    instances = extract_instances(binary, phantom.image.spacing)
+    assert len(instances) == 3
+
+
+def test_whole_vertebrae_are_reduced_to_bodies():
+    phantom = make_phantom("xr", 6, spacing=0.3, fracture_rate=0.3, crop_top=False)
+    from_bodies = measure(phantom.labels).table.set_index("level")
+    from_whole = measure(phantom.vertebrae, whole_vertebrae=True).table.set_index("level")
+    for column in ("anterior_height_mm", "middle_height_mm", "posterior_height_mm"):
+        assert np.abs(from_whole[column] - from_bodies[column]).max() < 0.3
+
+
+def _regression(seeds):
+    errors, grades, types = [], [], []
+    for seed in seeds:
+        phantom = make_phantom("xr", seed, fracture_rate=0.35)
+        table = measure(phantom.labels).table.set_index("level")
+        for truth in phantom.truth["vertebrae"]:
+            if not truth["fully_visible"]:
+                continue
+            row = table.loc[truth["level"]]
+            for column in ("anterior_height_mm", "middle_height_mm", "posterior_height_mm"):
+                errors.append(row[column] - truth[column])
+            grades.append(int(row["genant_grade"]) == truth["genant_grade"])
+            if truth["genant_grade"]:
+                types.append(row["fracture_type"] == truth["fracture_type"])
+    return np.abs(errors).mean(), np.mean(grades), np.mean(types)
+
+
+def test_radiograph_phantom_regression():
+    mae, grade, kind = _regression(range(100, 112))
+    assert mae < 0.1  # mm
+    assert grade >= 0.95
+    assert kind >= 0.85
+
+
+def test_measure_cli_writes_the_public_columns(tmp_path):
+    phantom = make_phantom(
+        "xr",
+        8,
+        spacing=0.4,
+        levels=["T12", "L1", "L2", "L3", "L4", "L5"],
+        with_sacrum=True,
+        fractures={"L2": (2, "wedge")},
+        crop_top=False,
+    )
+    from napari_vertebra import write_labels
+
+    labels = write_labels(phantom.labels.array, phantom.image, tmp_path / "labels.nii.gz")
+    assert main(["measure", str(labels), "-o", str(tmp_path / "out")]) == 0
+    table = pd.read_csv(tmp_path / "out" / "measurements.csv", keep_default_na=False)
+    assert tuple(table.columns[: len(COLUMNS)]) == COLUMNS
+    assert table["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "L5"]
+    l2 = table.set_index("level").loc["L2"]
+    assert int(l2["genant_grade"]) == 2 and l2["fracture_type"] == "wedge"
+    assert table.set_index("level").loc["T12", "vcr_percent"] == ""  # no upper neighbour
+    marks = json.loads((tmp_path / "out" / "landmarks.json").read_text())
+    assert len(marks["vertebrae"]) == 6
+    assert all(len(v["landmarks"]) == 6 for v in marks["vertebrae"])
+    assert main(["measure", str(labels), "-o", str(tmp_path / "out")]) == 1  # no overwrite
+
+
+def test_label_map_without_spacing_is_refused(tmp_path):
+    from PIL import Image
+
+    Image.fromarray((make_phantom("xr", 1, spacing=0.8).labels.array > 0).astype(np.uint8)).save(
+        tmp_path / "mask.png"
+    )
+    assert main(["measure", str(tmp_path / "mask.png"), "-o", str(tmp_path / "o")]) == 1
+    assert (
+        main(
+            ["measure", str(tmp_path / "mask.png"), "--spacing", "0.8", "-o", str(tmp_path / "o2")]
+        )
+        == 0
+    )
+
+
+def test_real_ct_levels_from_totalsegmentator_labels(shared_data):
+    folder = shared_data / "ct-lumbar-totalseg"
+    result = measure(
+        read_image(folder / "labels_totalseg.nii.gz"),
+        scheme="totalsegmentator",
+        body_mask=folder / "body_disc_mask.nii.gz",
+    )
+    # Levels come from the (converted) TotalSegmentator IDs, cranial to caudal. T11 is cut by the
+    # field of view and S1 is the level anchor, not a measured body (issue 3 asks for both rows).
+    assert result.table["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "L5"]
+    assert result.table["level_source"].eq("given").all()
