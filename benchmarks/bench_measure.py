@@ -18,13 +18,23 @@ HEIGHTS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm")
 
 
 def evaluate(modality: str, n: int, seed0: int) -> None:
-    errors, vcr, grades, types, levels, times = [], [], [], [], [], []
+    errors, vcr, grades, types, levels, counted, times = [], [], [], [], [], [], []
     for seed in range(seed0, seed0 + n):
         phantom = make_phantom(modality, seed, fracture_rate=0.35)
         start = time.perf_counter()
         table = measure(phantom.labels).table
         times.append(time.perf_counter() - start)
-        levels.append(table["level"].tolist() == [v["level"] for v in phantom.truth["vertebrae"]])
+        expected = [v["level"] for v in phantom.truth["vertebrae"]]
+        levels.append(
+            table["level"].tolist() == expected + (["S1"] if phantom.truth["sacrum"] else [])
+        )
+        # Level counting on a semantic mask (bodies and sacrum all 1): from the sacrum, or from
+        # the top level a user would give when the field holds no sacrum.
+        semantic = phantom.labels.with_array((phantom.labels.array > 0).astype("uint8"))
+        top = None if phantom.truth["sacrum"] else expected[0]
+        counted.append(
+            measure(semantic, top_level=top).table["level"].tolist() == table["level"].tolist()
+        )
         rows = table.set_index("level")
         for truth in phantom.truth["vertebrae"]:
             if not truth["fully_visible"] or truth["level"] not in rows.index:
@@ -42,7 +52,23 @@ def evaluate(modality: str, n: int, seed0: int) -> None:
     print(f"  Genant grade agreement {100 * np.mean(grades):.1f} %")
     print(f"  type agreement among fractured {100 * np.mean(types):.1f} %")
     print(f"  levels correct {100 * np.mean(levels):.1f} % of cases (labels given as VerSe IDs)")
+    print(f"  levels counted correctly {100 * np.mean(counted):.1f} % of cases (semantic mask)")
     print(f"  measure time {np.mean(times):.3f} s per case (max {np.max(times):.3f})")
+
+
+def time_long_spine() -> None:
+    """Measure time on a CT phantom with all phantom levels T1-L5 (17 vertebrae) and the sacrum."""
+    levels = [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
+    phantom = make_phantom("ct", 5, levels=levels, with_sacrum=True, spacing=1.0)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        table = measure(phantom.labels).table
+        times.append(time.perf_counter() - start)
+    print(
+        f"long CT phantom {phantom.image.shape} at 1 mm, {len(table)} vertebrae: "
+        f"measure {min(times):.2f} s (best of 3)"
+    )
 
 
 def main() -> None:
@@ -55,6 +81,7 @@ def main() -> None:
         evaluate("xr", args.n_xr, args.seed)
     if args.n_ct:
         evaluate("ct", args.n_ct, args.seed)
+    time_long_spine()
 
 
 if __name__ == "__main__":

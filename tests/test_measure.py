@@ -156,13 +156,13 @@ def test_measure_cli_writes_the_public_columns(tmp_path):
     assert main(["measure", str(labels), "-o", str(tmp_path / "out")]) == 0
     table = pd.read_csv(tmp_path / "out" / "measurements.csv", keep_default_na=False)
     assert tuple(table.columns[: len(COLUMNS)]) == COLUMNS
-    assert table["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "L5"]
+    assert table["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     l2 = table.set_index("level").loc["L2"]
     assert int(l2["genant_grade"]) == 2 and l2["fracture_type"] == "wedge"
     assert table.set_index("level").loc["T12", "vcr_percent"] == ""  # no upper neighbour
     marks = json.loads((tmp_path / "out" / "landmarks.json").read_text())
-    assert len(marks["vertebrae"]) == 6
-    assert all(len(v["landmarks"]) == 6 for v in marks["vertebrae"])
+    assert [v["level"] for v in marks["vertebrae"]][-1] == "S1"
+    assert all(len(v["landmarks"]) == 6 for v in marks["vertebrae"][:-1])
     assert main(["measure", str(labels), "-o", str(tmp_path / "out")]) == 1  # no overwrite
 
 
@@ -188,7 +188,16 @@ def test_real_ct_levels_from_totalsegmentator_labels(shared_data):
         scheme="totalsegmentator",
         body_mask=folder / "body_disc_mask.nii.gz",
     )
-    # Levels come from the (converted) TotalSegmentator IDs, cranial to caudal. T11 is cut by the
-    # field of view and S1 is the level anchor, not a measured body (issue 3 asks for both rows).
-    assert result.table["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "L5"]
+    # Levels come from the (converted) TotalSegmentator IDs, cranial to caudal: T11 (cut by the
+    # field of view, not graded) to S1 (the anchor, listed but not measured as a body).
+    table = result.table.set_index("level")
+    assert result.table["level"].tolist() == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     assert result.table["level_source"].eq("given").all()
+    assert "touches_border" in table.loc["T11", "qc_flags"]
+    assert pd.isna(table.loc["T11", "genant_grade"])
+    assert table.loc["S1", "qc_flags"] == "sacrum"
+    assert np.isnan(table.loc["S1", "anterior_height_mm"])
+    # No fracture in this patient's lumbar spine (TotalSegmentator's report agrees).
+    assert (table.loc[["L1", "L2", "L3", "L4", "L5"], "genant_grade"] == 0).all()
+    for level in ("L1", "L2", "L3", "L4", "L5"):
+        assert 18 < table.loc[level, "middle_height_mm"] < 32

@@ -52,6 +52,8 @@ def _phantom(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from .core.measure import measure, write_measurement
 
     anchor = None
@@ -74,11 +76,11 @@ def _measure(args: argparse.Namespace) -> int:
     paths = write_measurement(result, args.output, overwrite=args.overwrite)
     table = result.table
     for _, row in table.iterrows():
-        grade = row["genant_grade"]
+        grade = "-" if pd.isna(row["genant_grade"]) else int(row["genant_grade"])
         print(
             f"{row['level']:>4}  AVH {row['anterior_height_mm']:6.1f}  MVH "
             f"{row['middle_height_mm']:6.1f}  PVH {row['posterior_height_mm']:6.1f} mm  "
-            f"grade {grade if grade is not None else '-'} {row['fracture_type']:<9} "
+            f"grade {grade} {row['fracture_type']:<9} "
             f"{row['qc_flags']}"
         )
     print(f"wrote {paths['measurements']} and {paths['landmarks']}")

@@ -172,26 +172,32 @@ def extract_instances(
         given_levels = given_levels or (
             len(values) == 1 and int(values[0]) not in (1, 255) and is_level_id(int(values[0]))
         )
-    masks: list[tuple[int, np.ndarray]] = []
+    # Work on each label's bounding box: a full-volume pass per label would dominate the run time.
+    pieces: list[tuple[int, np.ndarray, tuple[slice, ...]]] = []
     if given_levels or (len(values) > 1 and not semantic_one):
+        boxes = ndimage.find_objects(label_map.astype(np.int32, copy=False))
         for value in values:
-            masks.append((int(value), _largest_component(label_map == value)))
+            box = boxes[int(value) - 1]
+            pieces.append((int(value), _largest_component(label_map[box] == value), box))
     else:
         components, count = ndimage.label(label_map > 0)
-        for k in range(1, count + 1):
-            for part in _split_touching(components == k, spacing):
-                masks.append((0, part))
+        for k, box in enumerate(ndimage.find_objects(components), start=1):
+            for part in _split_touching(components[box] == k, spacing):
+                pieces.append((0, part, box))
     instances = []
     voxel = float(np.prod(spacing))
-    for value, mask in masks:
+    for value, local_mask, outer in pieces:
         is_sacrum = given_levels and value == SACRUM
         if not is_sacrum and whole_vertebrae:
-            mask = isolate_body(mask)
-        box = ndimage.find_objects(mask.astype(np.uint8))[0]
-        local = mask[box]
-        index = np.argwhere(local) + np.array([s.start for s in box])
+            local_mask = isolate_body(local_mask)
+        inner = ndimage.find_objects(local_mask.astype(np.uint8))[0]
+        box = tuple(
+            slice(o.start + i.start, o.start + i.stop) for o, i in zip(outer, inner, strict=True)
+        )
+        local = local_mask[inner]
+        index = np.argwhere(local) + np.array([b.start for b in box])
         touches = any(
-            s.start == 0 or s.stop == n for s, n in zip(box, label_map.shape, strict=True)
+            b.start == 0 or b.stop == n for b, n in zip(box, label_map.shape, strict=True)
         )
         instances.append(
             Instance(
@@ -208,8 +214,15 @@ def extract_instances(
     bodies = [i for i in instances if not i.is_sacrum]
     if bodies:
         typical = float(np.median([i.size_mm for i in bodies]))
+        # Labelled levels and bodies cut by the image border are kept (flagged later); only small
+        # anonymous pieces inside the image are fragments.
         instances = [
-            i for i in instances if i.is_sacrum or i.size_mm >= FRAGMENT_FRACTION * typical
+            i
+            for i in instances
+            if i.is_sacrum
+            or i.label
+            or i.touches_border
+            or i.size_mm >= FRAGMENT_FRACTION * typical
         ]
     return order_craniocaudally(instances)
 

@@ -17,6 +17,8 @@ from .labels import SACRUM, T13, level_id, level_name
 
 #: A last component this much longer and larger than the median body is the sacrum.
 SACRUM_SIZE_FACTOR = 1.8
+#: The same for a last component that touches the image border (a sacrum cut by the field).
+CUT_SACRUM_SIZE_FACTOR = 1.2
 
 
 @dataclass
@@ -44,11 +46,15 @@ def mark_sacrum(instances: list[Instance]) -> None:
     others = instances[:-1]
     typical_size = float(np.median([i.size_mm for i in others]))
     typical_extent = float(np.median([i.mask.shape[0] for i in others]))
-    if (
-        last.label == 0
-        and last.size_mm > SACRUM_SIZE_FACTOR * typical_size
-        and last.mask.shape[0] > SACRUM_SIZE_FACTOR * typical_extent
-    ):
+    # A sacrum cut by the field of view is smaller but still larger than a body, and at the edge.
+    if last.touches_border:
+        looks_like_sacrum = last.size_mm > CUT_SACRUM_SIZE_FACTOR * typical_size
+    else:
+        looks_like_sacrum = (
+            last.size_mm > SACRUM_SIZE_FACTOR * typical_size
+            and last.mask.shape[0] > SACRUM_SIZE_FACTOR * typical_extent
+        )
+    if last.label == 0 and looks_like_sacrum:
         last.is_sacrum = True
         last.label = SACRUM
 
@@ -77,9 +83,14 @@ def assign_levels(
         Numbers of lumbar (5, or 6 with a transitional L6) and thoracic (12, or 13 with T13)
         vertebrae.
     """
-    mark_sacrum(instances)
-    bodies = [i for i in instances if not i.is_sacrum]
     sequence = level_sequence(lumbar_count, thoracic_count)
+    if top_level is None and anchor is None:
+        mark_sacrum(instances)
+    elif top_level is not None and instances and instances[-1].label == 0:
+        # Counting down from a known top level: a component past the last lumbar is the sacrum.
+        if sequence.index(level_id(top_level)) + len(instances) - 1 >= len(sequence):
+            instances[-1].is_sacrum, instances[-1].label = True, SACRUM
+    bodies = [i for i in instances if not i.is_sacrum]
     n = len(bodies)
     if n == 0:
         return []

@@ -19,7 +19,7 @@ import pandas as pd
 from .image import SpineImage
 from .instances import extract_instances
 from .io import SpineIOError, read_image, write_table
-from .labels import level_name
+from .labels import level_name, to_verse
 from .landmarks import LANDMARK_NAMES, BodyGeometry, body_landmarks
 from .levels import assign_levels
 from .morphometry import (
@@ -80,7 +80,11 @@ class Measurement:
             "coordinates": "world mm along the canonical axes (I, P[, L]): index*spacing + origin",
             "landmark_names": list(LANDMARK_NAMES),
             "vertebrae": [
-                {"level": level, "label": int(row["label"]), "landmarks": self.landmarks[level]}
+                {
+                    "level": level,
+                    "label": int(row["label"]),
+                    "landmarks": self.landmarks.get(level, {}),
+                }
                 for level, (_, row) in zip(self.table["level"], self.table.iterrows(), strict=True)
             ],
             "regional_angles_deg": self.regional_angles,
@@ -184,7 +188,17 @@ def measure(
                 mask.source.get("path", "body mask"),
                 f"has shape {mask.shape}, the labels {label_image.shape}",
             )
-        label_image = label_image.with_array(np.where(mask.array == 1, label_image.array, 0))
+        labels_array = label_image.array
+        if scheme == "totalsegmentator":
+            labels_array = to_verse(labels_array, scheme)
+            scheme = "verse"
+        masked = np.where(mask.array == 1, labels_array, 0)
+        # Levels the body mask does not cover (the sacrum, a vertebra at the edge of the field)
+        # keep their own voxels, so that they are still listed.
+        for value in np.unique(labels_array):
+            if value and not np.any(masked == value):
+                masked[labels_array == value] = value
+        label_image = label_image.with_array(masked.astype(labels_array.dtype))
     spacing_mm = np.array(label_image.spacing)
     origin = np.array(label_image.origin)
     if body_mask is not None:
@@ -208,7 +222,7 @@ def measure(
         name = level_name(level.label)
         try:
             geo = body_landmarks(body.mask, spacing_mm, offset)
-        except ValueError:
+        except (ValueError, IndexError):
             geo = None
             flags.append("landmarks_failed")
         if level.source == "assumed":
@@ -228,6 +242,22 @@ def measure(
         if geo is not None:
             geometry[name] = geo
             landmarks[name] = {k: [round(float(c), 4) for c in v] for k, v in geo.landmarks.items()}
+    sacrum = next((i for i in instances if i.is_sacrum), None)
+    if sacrum is not None:
+        # S1 is the level anchor: listed with its level and flags, not measured as a body.
+        given = bool(levels) and levels[0].source == "given"
+        rows.append(
+            {
+                "level": "S1",
+                "label": 26,
+                "geo": None,
+                "flags": ["sacrum"] + (["touches_border"] if sacrum.touches_border else []),
+                "confidence": 1.0 if given else 0.9,
+                "level_source": "given" if given else "sacrum",
+                "size": sacrum.size_mm,
+                "centroid": sacrum.centroid,
+            }
+        )
     table = _table(rows)
     parameters = {
         "scheme": scheme,
@@ -277,17 +307,23 @@ def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
         if not has_reference and geo is not None:  # a lone body: its own posterior height
             loss = {"anterior": 1 - a / p, "middle": 1 - m / p, "posterior": 0.0}
             flags.append("no_reference")
-        neighbours = [j for j in (k - 1, k + 1) if 0 <= j < n]
-        if neighbours:
-            median = np.median(sizes[[j for j in range(max(0, k - 2), min(n, k + 3)) if j != k]])
-            if abs(sizes[k] / median - 1) > SIZE_OUTLIER_FRACTION:
+        nearby = [
+            j
+            for j in range(max(0, k - 2), min(n, k + 3))
+            if j != k and "sacrum" not in rows[j]["flags"]
+        ]
+        if nearby and "sacrum" not in flags and "touches_border" not in flags:
+            if abs(sizes[k] / np.median(sizes[nearby]) - 1) > SIZE_OUTLIER_FRACTION:
                 flags.append("size_outlier")
-        if has_reference and np.nanmax(heights[k] / expected[k]) > 1 + TALLER_THAN_NEIGHBOURS:
+        ratio = heights[k] / expected[k]
+        if geo is not None and has_reference and np.max(ratio) > 1 + TALLER_THAN_NEIGHBOURS:
             flags.append("height_sequence_implausible")
         vcr = vc = np.nan
         if 0 < k < n - 1 and usable[k - 1] and usable[k + 1] and np.isfinite(a):
             vcr = vertebral_compression_ratio(heights[k - 1, 0], a, heights[k + 1, 0])
             vc = vertebral_compression(heights[k - 1, 0], a, heights[k + 1, 0])
+        # A body cut by the image border keeps its visible heights but gets no grade.
+        graded = geo is not None and "touches_border" not in flags
         worst_loss = max(loss.values()) if geo is not None else np.nan
         confidence = (
             row["confidence"]
@@ -308,8 +344,8 @@ def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 "posterior_height_mm": p,
                 "vcr_percent": vcr,
                 "vc_percent": vc,
-                "genant_grade": genant_grade(worst_loss) if geo is not None else pd.NA,
-                "fracture_type": fracture_type(loss) if geo is not None else "",
+                "genant_grade": genant_grade(worst_loss) if graded else pd.NA,
+                "fracture_type": fracture_type(loss) if graded else "",
                 "wedge_angle_deg": wedge,
                 "confidence": round(confidence, 3),
                 "qc_flags": ";".join(flags),
