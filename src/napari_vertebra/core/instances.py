@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, stats
 
 from .labels import SACRUM, is_level_id, to_verse
 
@@ -52,52 +52,96 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return components == (1 + int(np.argmax(sizes)))
 
 
-def isolate_body(mask: np.ndarray) -> np.ndarray:
-    """The vertebral body of a whole-vertebra mask, in canonical axes (0 = I, 1 = P[, 2 = L]).
+def _fit_wall(rows: np.ndarray, walls: np.ndarray) -> tuple[float, float]:
+    """Theil-Sen line column = slope * row + intercept on the middle 60 % of the rows.
 
-    Along the posterior axis, rows of the mid-sagittal region that show a gap (the spinal canal
-    or the foramina) behind the first run give the posterior wall; a line (2D) or plane (3D)
-    fitted to those wall positions cuts off the pedicles, lamina and processes. A body-only mask
-    has no such gap and is returned unchanged.
+    The middle rows avoid rounded corners and endplate dips; Theil-Sen shrugs off a few rows
+    through a facet or a bridging osteophyte.
     """
-    if mask.ndim == 3:
-        columns = np.nonzero(mask.any(axis=(0, 1)))[0]
-        middle = int(round(np.median(np.nonzero(mask)[2])))
-        half = max(1, len(columns) // 20)
-        sagittal = mask[:, :, max(middle - half, 0) : middle + half + 1].any(axis=2)
-    else:
-        sagittal = mask
+    low, high = np.percentile(rows, (20, 80))
+    core = (rows >= low) & (rows <= high)
+    if np.count_nonzero(core) < 2:
+        core = np.ones_like(rows, dtype=bool)
+    slope, intercept, _, _ = stats.theilslopes(walls[core], rows[core])
+    return float(slope), float(intercept)
+
+
+def _wall_from_components(sagittal: np.ndarray) -> tuple[float, float] | None:
+    """Wall line when the midline section shows the body and the arch as separate pieces.
+
+    In the midline the body and the arch are not joined (the pedicles are lateral): the body is
+    the most anterior sizeable piece and its posterior edge is the wall.
+    """
+    pieces, count = ndimage.label(sagittal)
+    if count < 2:
+        return None
+    index = np.arange(1, count + 1)
+    sizes = ndimage.sum_labels(sagittal, pieces, index=index)
+    fronts = [np.nonzero(pieces == k)[1].mean() for k in index]
+    sizeable = [k for k in index if sizes[k - 1] >= 0.3 * sizes.max()]
+    if len(sizeable) < 2:
+        return None
+    body = min(sizeable, key=lambda k: fronts[k - 1])
+    rows, walls = [], []
+    for r in np.nonzero((pieces == body).any(axis=1))[0]:
+        rows.append(r)
+        walls.append(np.nonzero(pieces[r] == body)[0].max())
+    if len(rows) < 3:
+        return None
+    return _fit_wall(np.array(rows, float), np.array(walls, float))
+
+
+def _wall_from_gaps(sagittal: np.ndarray) -> tuple[float, float] | None:
+    """Wall line when the section is one piece: rows whose first run is followed by a gap.
+
+    Rows whose first run does not start in the front third are lamina or spinous process only.
+    """
     columns_used = np.nonzero(sagittal.any(axis=0))[0]
+    if len(columns_used) < 3:
+        return None
     front_zone = columns_used[0] + 0.3 * (columns_used[-1] - columns_used[0])
     rows, walls = [], []
     for r in np.nonzero(sagittal.any(axis=1))[0]:
         line = sagittal[r]
         starts = np.nonzero(line & ~np.concatenate([[False], line[:-1]]))[0]
         ends = np.nonzero(line & ~np.concatenate([line[1:], [False]]))[0]
-        # Only rows whose first run starts in front is the body (not lamina or spinous alone).
-        if len(starts) >= 2 and starts[0] <= front_zone:
+        if starts[0] <= front_zone and len(starts) >= 2:
             rows.append(r)
             walls.append(ends[0])
     if len(rows) < 3:
-        return mask
-    rows, walls = np.array(rows, float), np.array(walls, float)
-    # The canal (or a foramen) shows as a gap in the middle rows of a whole vertebra too; the dip
-    # of a biconcave endplate only near the top and bottom. No gap in the middle third: a body.
+        return None
+    rows = np.array(rows, float)
+    # The canal shows as a gap in the middle rows of a whole vertebra; the dip of a biconcave
+    # endplate only near the top and bottom. No gap in the middle third: a body-only mask.
     occupied = np.nonzero(sagittal.any(axis=1))[0]
     low, high = np.percentile(occupied, (100 / 3, 200 / 3))
     if np.count_nonzero((rows >= low) & (rows <= high)) < 2:
+        return None
+    return _fit_wall(rows, np.array(walls, float))
+
+
+def isolate_body(mask: np.ndarray) -> np.ndarray:
+    """The vertebral body of a whole-vertebra mask, in canonical axes (0 = I, 1 = P[, 2 = L]).
+
+    The posterior wall is found on the mid-sagittal section (:func:`_wall_from_components`, else
+    :func:`_wall_from_gaps`); the line (2D) or the plane through it across the left-right axis
+    (3D) cuts off the pedicles, lamina and processes. A body-only mask has no posterior elements
+    and is returned unchanged.
+    """
+    if mask.ndim == 3:
+        # One voxel-thick midline section: a thicker slab would reach the pedicles, which join
+        # the body to the arch and hide the canal.
+        middle = int(round(np.median(np.nonzero(mask)[2])))
+        sagittal = mask[:, :, middle]
+    else:
+        sagittal = mask
+    wall = _wall_from_components(sagittal) if mask.ndim == 3 else None
+    wall = wall or _wall_from_gaps(sagittal)
+    if wall is None:
         return mask
-    # Robust line fit: drop the rows farthest from a first fit (rows through a facet, say).
-    coeffs = np.polyfit(rows, walls, 1)
-    keep = np.abs(np.polyval(coeffs, rows) - walls) <= max(
-        1.5, np.percentile(np.abs(np.polyval(coeffs, rows) - walls), 75)
-    )
-    if keep.sum() >= 3:
-        coeffs = np.polyfit(rows[keep], walls[keep], 1)
-    index_rows = np.arange(mask.shape[0])[:, None]
-    limit = np.polyval(coeffs, index_rows)
-    posterior = np.arange(mask.shape[1])[None, :]
-    keep_mask = posterior <= limit + 0.5
+    slope, intercept = wall
+    limit = slope * np.arange(mask.shape[0])[:, None] + intercept
+    keep_mask = np.arange(mask.shape[1])[None, :] <= limit + 0.5
     if mask.ndim == 3:
         keep_mask = keep_mask[:, :, None]
     body = mask & keep_mask

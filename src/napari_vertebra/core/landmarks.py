@@ -21,7 +21,7 @@ heights, and averaging planes reduces the quantisation error of thick slices.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -35,6 +35,8 @@ LANDMARK_NAMES = (
     "lower_middle",
     "lower_posterior",
 )
+#: Positions (fraction of the depth, anterior to posterior) of the stored height profile.
+PROFILE_FRACTIONS = np.linspace(0.0, 1.0, 21)
 #: Outline points closer than this to a wall (mm) are corner rounding, not endplate.
 CORNER_MARGIN_MM = 1.5
 #: Resampling step on the 3D mid-sagittal plane, as a fraction of the smallest voxel spacing.
@@ -43,6 +45,8 @@ PLANE_STEP_FRACTION = 0.5
 PLANE_COUNT, PLANE_SPREAD = 9, 0.08
 #: 3D: Gaussian anti-aliasing of the mask before sampling the planes (voxels).
 SMOOTHING_VOXELS = 0.6
+#: 3D: smoothing (in coarsest voxels) of the mask whose surface normals give the body axes.
+AXIS_SMOOTHING_VOXELS = 1.0
 
 
 @dataclass
@@ -58,6 +62,14 @@ class BodyGeometry:
     e_ap: np.ndarray
     depth_mm: float
     fit_residual_mm: float
+    #: Height (mm) at :data:`PROFILE_FRACTIONS` of the depth, anterior wall (0) to posterior (1).
+    height_profile: np.ndarray = field(
+        default_factory=lambda: np.full(len(PROFILE_FRACTIONS), np.nan)
+    )
+
+    def height_at(self, fraction: float) -> float:
+        """Height (mm) at ``fraction`` of the depth, anterior wall (0) to posterior wall (1)."""
+        return float(np.interp(fraction, PROFILE_FRACTIONS, self.height_profile))
 
     def endplate_vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """Anterior → posterior vectors along the upper and the lower endplate."""
@@ -88,7 +100,7 @@ def profile_landmarks(
     spacing: tuple[float, float] | np.ndarray,
     origin: tuple[float, float] | np.ndarray = (0.0, 0.0),
     e_cc: np.ndarray | None = None,
-    iterations: int = 4,
+    iterations: int = 30,
     corner_margin_mm: float = CORNER_MARGIN_MM,
 ) -> BodyGeometry:
     """Landmarks of a body from a 2D mask (or a fraction image in [0, 1]) in canonical (I, P) axes.
@@ -148,10 +160,12 @@ def _fit_profile(
     x_p = float(np.median(x_back[x_back > x_back.max() - 1.0])) if x_back.size else x.max()
     margin = max(corner_margin_mm, 0.06 * (x_p - x_a))
     inner = (x > x_a + margin) & (x < x_p - margin)
-    y_mid = 0.5 * (np.percentile(y[inner], 5) + np.percentile(y[inner], 95)) if inner.any() else 0.0
+    if np.count_nonzero(inner) < 8:
+        raise ValueError("too few endplate points to fit (body too small or not convex)")
+    is_top, is_bottom = _envelopes(x, y, inner, (x_p - x_a) / 50)
     fits = {}
     residuals = []
-    for side, select in (("top", inner & (y < y_mid)), ("bottom", inner & (y > y_mid))):
+    for side, select in (("top", is_top), ("bottom", is_bottom)):
         if np.count_nonzero(select) < 4:
             raise ValueError("too few endplate points to fit (body too small or not convex)")
         coeffs = np.polyfit(x[select], y[select], 2)
@@ -166,10 +180,47 @@ def _fit_profile(
         "x_p": x_p,
         "top": fits["top"],
         "bottom": fits["bottom"],
-        "slope_top": float(np.polyval(np.polyder(fits["top"]), x_m)),
-        "slope_bottom": float(np.polyval(np.polyder(fits["bottom"]), x_m)),
+        "slope_top": _central_slope(x, y, is_top, x_m, x_p - x_a),
+        "slope_bottom": _central_slope(x, y, is_bottom, x_m, x_p - x_a),
         "residual": float(max(residuals)),
     }
+
+
+def _envelopes(
+    x: np.ndarray, y: np.ndarray, inner: np.ndarray, width: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Outline points on the upper and on the lower envelope, in bins of ``width`` along x.
+
+    A line across the body meets the outline at the upper endplate first and the lower one last;
+    taking the envelopes (rather than splitting at mid-height) keeps points of a leaning wall
+    (the posterior wall of a tilted L5, say) out of the endplate fits.
+    """
+    width = max(width, 1e-6)
+    bins = np.floor((x - x[inner].min()) / width).astype(int)
+    bins = np.clip(bins, 0, None)
+    size = int(bins[inner].max()) + 1
+    low = np.full(size, np.inf)
+    high = np.full(size, -np.inf)
+    np.minimum.at(low, bins[inner], y[inner])
+    np.maximum.at(high, bins[inner], y[inner])
+    safe = np.clip(bins, 0, size - 1)
+    is_top = inner & (y <= low[safe] + width)
+    is_bottom = inner & (y >= high[safe] - width)
+    return is_top & ~is_bottom, is_bottom & ~is_top
+
+
+def _central_slope(
+    x: np.ndarray, y: np.ndarray, select: np.ndarray, x_m: float, depth: float
+) -> float:
+    """Slope of a straight line through the central 60 % of an endplate.
+
+    Used to turn the frame: in a tilted frame, points near the corners belong partly to the walls
+    and would pull a fit over the whole endplate towards the current frame.
+    """
+    central = select & (np.abs(x - x_m) < 0.3 * depth)
+    if np.count_nonzero(central) < 3:
+        central = select
+    return float(np.polyfit(x[central], y[central], 1)[0])
 
 
 def _endplate_at(coeffs: np.ndarray, x: float, fit_range: tuple[float, float]) -> float:
@@ -185,6 +236,7 @@ def _endplate_at(coeffs: np.ndarray, x: float, fit_range: tuple[float, float]) -
 
 
 def _geometry(fit: dict, center: np.ndarray, e_cc: np.ndarray, e_ap: np.ndarray) -> BodyGeometry:
+    """Six landmarks on the endplates at the anterior wall, the middle and the posterior wall."""
     marks = {}
     heights = {}
     for name, x in (("anterior", fit["x_a"]), ("middle", fit["x_m"]), ("posterior", fit["x_p"])):
@@ -193,6 +245,14 @@ def _geometry(fit: dict, center: np.ndarray, e_cc: np.ndarray, e_ap: np.ndarray)
         marks[f"upper_{name}"] = center + x * e_ap + y_top * e_cc
         marks[f"lower_{name}"] = center + x * e_ap + y_bottom * e_cc
         heights[name] = float(y_bottom - y_top)
+    positions = fit["x_a"] + PROFILE_FRACTIONS * (fit["x_p"] - fit["x_a"])
+    profile = np.array(
+        [
+            _endplate_at(fit["bottom"], x, fit["fit_range"])
+            - _endplate_at(fit["top"], x, fit["fit_range"])
+            for x in positions
+        ]
+    )
     return BodyGeometry(
         landmarks=marks,
         anterior_height_mm=heights["anterior"],
@@ -203,19 +263,52 @@ def _geometry(fit: dict, center: np.ndarray, e_cc: np.ndarray, e_ap: np.ndarray)
         e_ap=e_ap,
         depth_mm=float(fit["x_p"] - fit["x_a"]),
         fit_residual_mm=fit["residual"],
+        height_profile=profile,
     )
 
 
-def body_axes_3d(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Centroid and (e_cc, e_ap, e_lr) of a body from its voxel world coordinates (n, 3).
+def body_axes_3d(
+    mask: np.ndarray,
+    spacing: np.ndarray,
+    origin: np.ndarray,
+    e_cc_hint: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Centroid and (e_cc, e_ap, e_lr) of a body from its 3D mask; axes point I, P, L.
 
-    The shortest principal axis is cranio-caudal (bodies are wider and deeper than tall); in the
-    plane across it, the longer principal axis is left-right. Axes point I, P, L (canonical +).
+    The cranio-caudal axis is the dominant direction of the surface normals (the largest
+    eigenvector of the gradient structure tensor of the slightly smoothed mask): the two
+    endplates are the body's largest flat faces, while the normals of the rounded walls spread
+    around the axis. Unlike the shortest axis of inertia, this does not swing towards the
+    antero-posterior axis when a lumbar body is about as deep as it is tall. In the plane across
+    it, the longer principal axis of the voxels is left-right (bodies are wider than deep).
+
+    A body that is about as deep as it is tall, and tilted (L5 in a lordotic spine), leaves the
+    normals ambiguous between the cranio-caudal and the antero-posterior axis; ``e_cc_hint`` (the
+    local direction of the spine from the neighbouring bodies) is then used instead.
     """
+    index = np.argwhere(mask)
+    coords = index * spacing + origin
     center = coords.mean(axis=0)
-    centered = coords - center
-    _, vectors = np.linalg.eigh(centered.T @ centered)
-    e_cc = vectors[:, 0] * np.sign(vectors[0, 0] or 1.0)
+    if e_cc_hint is not None:
+        e_cc = np.asarray(e_cc_hint, dtype=float) / np.linalg.norm(e_cc_hint)
+        return (center, *_across_axes(coords - center, e_cc if e_cc[0] >= 0 else -e_cc))
+    # Smoothing of about one coarse voxel in mm on every axis, so that anisotropic grids give
+    # normals that are not biased towards the coarse axis.
+    sigma = AXIS_SMOOTHING_VOXELS * spacing.max() / spacing
+    smooth = ndimage.gaussian_filter(np.pad(mask, 3).astype(np.float32), sigma)
+    gradients = np.stack(np.gradient(smooth, *spacing), axis=-1).reshape(-1, 3)
+    gradients = gradients[np.abs(gradients).sum(axis=1) > 1e-3]
+    _, vectors = np.linalg.eigh(gradients.T @ gradients)
+    e_cc = vectors[:, 2]
+    if e_cc[0] < 0:
+        e_cc = -e_cc
+    return (center, *_across_axes(coords - center, e_cc))
+
+
+def _across_axes(
+    centered: np.ndarray, e_cc: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(e_cc, e_ap, e_lr): left-right is the longer principal axis across ``e_cc``."""
     across = centered - np.outer(centered @ e_cc, e_cc)
     _, vectors2 = np.linalg.eigh(across.T @ across)
     e_lr = vectors2[:, 2] - (vectors2[:, 2] @ e_cc) * e_cc
@@ -223,13 +316,14 @@ def body_axes_3d(coords: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     if e_lr[2] < 0:
         e_lr = -e_lr
     e_ap = np.cross(e_lr, e_cc)
-    return center, e_cc, e_ap, e_lr
+    return e_cc, e_ap, e_lr
 
 
 def volume_landmarks(
     mask: np.ndarray,
     spacing: tuple[float, float, float] | np.ndarray,
     origin: tuple[float, float, float] | np.ndarray = (0.0, 0.0, 0.0),
+    e_cc_hint: np.ndarray | None = None,
 ) -> BodyGeometry:
     """Landmarks of a body from a 3D mask on its own mid-sagittal plane (world mm, I, P, L).
 
@@ -244,7 +338,7 @@ def volume_landmarks(
     if len(index) < 20:
         raise ValueError("the body mask has too few voxels")
     coords = index * spacing + origin
-    center, e_cc, e_ap, e_lr = body_axes_3d(coords)
+    center, e_cc, e_ap, e_lr = body_axes_3d(mask, spacing, origin, e_cc_hint)
     width = float(np.ptp((coords - center) @ e_lr))
     smooth = ndimage.gaussian_filter(np.pad(mask, 2).astype(np.float32), SMOOTHING_VOXELS)
     padded_origin = origin - 2 * spacing
@@ -292,13 +386,23 @@ def volume_landmarks(
         e_ap=e_ap3 / np.linalg.norm(e_ap3),
         depth_mm=float(np.mean([f.depth_mm for f in fits])),
         fit_residual_mm=float(np.max([f.fit_residual_mm for f in fits])),
+        height_profile=np.mean([f.height_profile for f in fits], axis=0),
     )
 
 
-def body_landmarks(mask: np.ndarray, spacing, origin=None) -> BodyGeometry:
-    """Landmarks of one body from a 2D or 3D mask (dispatch on dimensionality)."""
+def body_landmarks(
+    mask: np.ndarray,
+    spacing,
+    origin=None,
+    e_cc_hint: np.ndarray | None = None,
+) -> BodyGeometry:
+    """Landmarks of one body from a 2D or 3D mask (dispatch on dimensionality).
+
+    ``e_cc_hint``: the local caudal direction of the spine (world), a starting guess for the
+    body's own cranio-caudal axis, which is then refined from the endplates.
+    """
     origin = np.zeros(mask.ndim) if origin is None else origin
     if mask.ndim == 2:
         margin = max(CORNER_MARGIN_MM, 1.5 * float(np.max(spacing)))
-        return profile_landmarks(mask, spacing, origin, corner_margin_mm=margin)
-    return volume_landmarks(mask, spacing, origin)
+        return profile_landmarks(mask, spacing, origin, e_cc=e_cc_hint, corner_margin_mm=margin)
+    return volume_landmarks(mask, spacing, origin, e_cc_hint=e_cc_hint)

@@ -215,13 +215,14 @@ def measure(
         thoracic_count=thoracic_count,
     )
     bodies = [i for i in instances if not i.is_sacrum]
+    hints = spine_directions([b.centroid for b in bodies])
     rows, geometry, landmarks = [], {}, {}
-    for body, level in zip(bodies, levels, strict=True):
+    for body, level, hint in zip(bodies, levels, hints, strict=True):
         offset = origin + np.array([s.start for s in body.box]) * spacing_mm
         flags = ["touches_border"] if body.touches_border else []
         name = level_name(level.label)
         try:
-            geo = body_landmarks(body.mask, spacing_mm, offset)
+            geo = body_landmarks(body.mask, spacing_mm, offset, e_cc_hint=hint)
         except (ValueError, IndexError):
             geo = None
             flags.append("landmarks_failed")
@@ -277,6 +278,23 @@ def measure(
         parameters=parameters,
         regional_angles=angles,
     )
+
+
+def spine_directions(centroids: list[np.ndarray]) -> list[np.ndarray | None]:
+    """Local caudal direction of the spine at each body from its neighbours' centroids.
+
+    Central difference between the bodies above and below (one-sided at the ends); ``None`` for a
+    lone body. Bodies are in cranio-caudal order; directions point caudal.
+    """
+    n = len(centroids)
+    if n < 2:
+        return [None] * n
+    points = np.asarray(centroids, dtype=float)
+    out = []
+    for k in range(n):
+        step = points[min(k + 1, n - 1)] - points[max(k - 1, 0)]
+        out.append(step / np.linalg.norm(step))
+    return out
 
 
 def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:

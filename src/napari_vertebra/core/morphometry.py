@@ -61,8 +61,8 @@ def expected_heights(heights: np.ndarray, normal: np.ndarray) -> np.ndarray:
     ``heights`` is (n, 3) (anterior, middle, posterior) in cranio-caudal order and ``normal`` a
     boolean mask of bodies usable as references. Heights are interpolated linearly (by position in
     the column) between the nearest normal body above and below, which cancels the steady growth of
-    heights along the spine; at an end of the column they are extrapolated from the two nearest
-    normal bodies on the one side, or copied from a single one. Rows without a reference are NaN.
+    heights along the spine; at an end of the column they are those of the nearest normal body.
+    Rows without a reference are NaN.
     """
     n = len(heights)
     out = np.full_like(heights, np.nan, dtype=float)
@@ -71,16 +71,12 @@ def expected_heights(heights: np.ndarray, normal: np.ndarray) -> np.ndarray:
         below = [j for j in range(k + 1, n) if normal[j]]
         if above and below:
             a, b = above[0], below[0]
-        elif len(above) >= 2:
-            a, b = above[1], above[0]
-        elif len(below) >= 2:
-            a, b = below[0], below[1]
+            out[k] = heights[a] + (heights[b] - heights[a]) * (k - a) / (b - a)
         elif above or below:
+            # At an end of the column the nearest normal body is the reference, as is: a linear
+            # trend extrapolated from two bodies amplifies their noise, and the shape changes at
+            # the ends (L5 is lower behind than L4) are not linear.
             out[k] = heights[(above or below)[0]]
-            continue
-        else:
-            continue
-        out[k] = heights[a] + (heights[b] - heights[a]) * (k - a) / (b - a)
     return out
 
 
