@@ -15,6 +15,7 @@ from ..image import SpineImage
 from ..io.errors import SpineIOError
 from ..io.nifti import write_nifti
 from ..labels import level_id, level_name
+from ..landmarks import LANDMARK_NAMES
 from .anatomy import (
     FRACTURE_TYPES,
     PHANTOM_LEVELS,
@@ -23,15 +24,6 @@ from .anatomy import (
     sample_spine,
 )
 from .render import Grid, body_corners, render_ct, render_radiograph, sacrum_corners
-
-LANDMARK_NAMES = (
-    "upper_anterior",
-    "upper_middle",
-    "upper_posterior",
-    "lower_anterior",
-    "lower_middle",
-    "lower_posterior",
-)
 
 
 @dataclass
