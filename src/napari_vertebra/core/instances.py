@@ -52,17 +52,22 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
     return components == (1 + int(np.argmax(sizes)))
 
 
-def _fit_wall(rows: np.ndarray, walls: np.ndarray) -> tuple[float, float]:
-    """Theil-Sen line column = slope * row + intercept on the middle 60 % of the rows.
+def _fit_wall(rows: np.ndarray, walls: np.ndarray, outermost: bool = False) -> tuple[float, float]:
+    """Wall line column = slope * row + intercept (Theil-Sen on the middle 60 % of the rows).
 
     The middle rows avoid rounded corners and endplate dips; Theil-Sen shrugs off a few rows
-    through a facet or a bridging osteophyte.
+    through a facet or a bridging osteophyte. With ``outermost`` (rows known to hold body only)
+    the line is moved back to the farthest row: the posterior wall is concave in its middle
+    (the basivertebral foramen) and the endplate rims reach farther back, so a line through the
+    middle rows would cut the posterior corners off.
     """
     low, high = np.percentile(rows, (20, 80))
     core = (rows >= low) & (rows <= high)
     if np.count_nonzero(core) < 2:
         core = np.ones_like(rows, dtype=bool)
     slope, intercept, _, _ = stats.theilslopes(walls[core], rows[core])
+    if outermost:
+        intercept = np.max(walls - slope * rows)
     return float(slope), float(intercept)
 
 
@@ -79,16 +84,19 @@ def _wall_from_components(sagittal: np.ndarray) -> tuple[float, float] | None:
     sizes = ndimage.sum_labels(sagittal, pieces, index=index)
     fronts = [np.nonzero(pieces == k)[1].mean() for k in index]
     sizeable = [k for k in index if sizes[k - 1] >= 0.3 * sizes.max()]
-    if len(sizeable) < 2:
-        return None
     body = min(sizeable, key=lambda k: fronts[k - 1])
+    # The arch may show as a small piece only (a thin lamina on a coarse grid); it is enough
+    # that some piece lies behind the body.
+    if not any(fronts[k - 1] > fronts[body - 1] for k in index if k != body):
+        return None
     rows, walls = [], []
     for r in np.nonzero((pieces == body).any(axis=1))[0]:
         rows.append(r)
         walls.append(np.nonzero(pieces[r] == body)[0].max())
     if len(rows) < 3:
         return None
-    return _fit_wall(np.array(rows, float), np.array(walls, float))
+    # The body piece holds no arch: its farthest row is still the body.
+    return _fit_wall(np.array(rows, float), np.array(walls, float), outermost=True)
 
 
 def _wall_from_gaps(sagittal: np.ndarray) -> tuple[float, float] | None:
@@ -100,24 +108,33 @@ def _wall_from_gaps(sagittal: np.ndarray) -> tuple[float, float] | None:
     if len(columns_used) < 3:
         return None
     front_zone = columns_used[0] + 0.3 * (columns_used[-1] - columns_used[0])
-    rows, walls = [], []
+    rows, walls, front_rows, fronts = [], [], [], []
     for r in np.nonzero(sagittal.any(axis=1))[0]:
         line = sagittal[r]
         starts = np.nonzero(line & ~np.concatenate([[False], line[:-1]]))[0]
         ends = np.nonzero(line & ~np.concatenate([line[1:], [False]]))[0]
-        if starts[0] <= front_zone and len(starts) >= 2:
-            rows.append(r)
-            walls.append(ends[0])
+        if starts[0] <= front_zone:
+            front_rows.append(r)
+            fronts.append(starts[0])
+            if len(starts) >= 2:
+                rows.append(r)
+                walls.append(ends[0])
     if len(rows) < 3:
         return None
     rows = np.array(rows, float)
+    walls = np.array(walls, float)
     # The canal shows as a gap in the middle rows of a whole vertebra; the dip of a biconcave
     # endplate only near the top and bottom. No gap in the middle third: a body-only mask.
     occupied = np.nonzero(sagittal.any(axis=1))[0]
     low, high = np.percentile(occupied, (100 / 3, 200 / 3))
     if np.count_nonzero((rows >= low) & (rows <= high)) < 2:
         return None
-    return _fit_wall(rows, np.array(walls, float))
+    if len(rows) < 0.5 * len(front_rows):
+        # The pedicles join body and arch over part of the height: the few rows with a gap give
+        # a poor slope, so the wall is drawn parallel to the anterior wall through them.
+        slope, _ = _fit_wall(np.array(front_rows, float), np.array(fronts, float))
+        return slope, float(np.median(walls - slope * rows))
+    return _fit_wall(rows, walls)
 
 
 def isolate_body(mask: np.ndarray) -> np.ndarray:
