@@ -39,6 +39,13 @@ LANDMARK_NAMES = (
 PROFILE_FRACTIONS = np.linspace(0.0, 1.0, 21)
 #: Outline points closer than this to a wall (mm) are corner rounding, not endplate.
 CORNER_MARGIN_MM = 1.5
+#: Outline points farther than this fraction of the body's height from the straight line through
+#: an endplate's middle are wall, not endplate: where they reach farther in than the corner
+#: margin, the wall leans and the corner landmark goes to the endplate's own end.
+LEANING_WALL_DROP = 0.1
+#: The frame stops turning when the endplates' mean slope is below this angle (radians): 0.01°
+#: moves a wall of a 40 mm deep body by less than 0.01 mm.
+FRAME_TOLERANCE_RAD = 2e-4
 #: Resampling step on the 3D mid-sagittal plane, as a fraction of the smallest voxel spacing.
 PLANE_STEP_FRACTION = 0.5
 #: 3D: parallel sagittal planes measured, spread over ± this fraction of the body's width.
@@ -102,6 +109,7 @@ def profile_landmarks(
     e_cc: np.ndarray | None = None,
     iterations: int = 30,
     corner_margin_mm: float = CORNER_MARGIN_MM,
+    outline_tolerance_mm: float | None = None,
 ) -> BodyGeometry:
     """Landmarks of a body from a 2D mask (or a fraction image in [0, 1]) in canonical (I, P) axes.
 
@@ -116,6 +124,9 @@ def profile_landmarks(
     corner_margin_mm
         Outline points this close to a wall are corner rounding and left out of the endplate fits
         (at least 6 % of the depth); give about 1.5 voxels for coarse images.
+    outline_tolerance_mm
+        How far an endplate extrapolated to a wall may reach beyond the outline's extent at that
+        corner (default a quarter of a pixel); farther, the corner landmark is put on the outline.
     """
     spacing = np.asarray(spacing, dtype=float)
     origin = np.asarray(origin, dtype=float)
@@ -124,6 +135,7 @@ def profile_landmarks(
     index = np.argwhere(weights > 0)
     center = (index * spacing + origin).T @ weights[weights > 0] / weights[weights > 0].sum()
     e_cc = np.array([1.0, 0.0]) if e_cc is None else np.asarray(e_cc, float) / np.linalg.norm(e_cc)
+    converged = False
     for _ in range(iterations):
         e_ap = np.array([-e_cc[1], e_cc[0]])
         if e_ap[1] < 0:  # posterior is +axis 1
@@ -131,13 +143,18 @@ def profile_landmarks(
         fit = _fit_profile(outline - center, e_cc, e_ap, corner_margin_mm)
         # Rotate the frame so that the endplates become symmetric about the x axis.
         angle = np.arctan(0.5 * (fit["slope_top"] + fit["slope_bottom"]))
-        e_cc = _rotate(e_cc, -angle if _is_right_handed(e_cc, e_ap) else angle)
-        if abs(angle) < 1e-5:
+        if abs(angle) < FRAME_TOLERANCE_RAD:
+            converged = True
             break
-    e_ap = np.array([-e_cc[1], e_cc[0]])
-    if e_ap[1] < 0:
-        e_ap = -e_ap
-    fit = _fit_profile(outline - center, e_cc, e_ap, corner_margin_mm)
+        e_cc = _rotate(e_cc, -angle if _is_right_handed(e_cc, e_ap) else angle)
+    if not converged:
+        e_ap = np.array([-e_cc[1], e_cc[0]])
+        if e_ap[1] < 0:
+            e_ap = -e_ap
+        fit = _fit_profile(outline - center, e_cc, e_ap, corner_margin_mm)
+    fit["tolerance"] = (
+        0.25 * float(spacing.max()) if outline_tolerance_mm is None else outline_tolerance_mm
+    )
     return _geometry(fit, center, e_cc, e_ap)
 
 
@@ -159,54 +176,96 @@ def _fit_profile(
     x_a = float(np.median(x_front[x_front < x_front.min() + 1.0])) if x_front.size else x.min()
     x_p = float(np.median(x_back[x_back > x_back.max() - 1.0])) if x_back.size else x.max()
     margin = max(corner_margin_mm, 0.06 * (x_p - x_a))
-    inner = (x > x_a + margin) & (x < x_p - margin)
-    if np.count_nonzero(inner) < 8:
-        raise ValueError("too few endplate points to fit (body too small or not convex)")
-    is_top, is_bottom = _envelopes(x, y, inner, (x_p - x_a) / 50)
-    fits = {}
-    residuals = []
-    for side, select in (("top", is_top), ("bottom", is_bottom)):
+    width = (x_p - x_a) / 50
+    plates, residuals = {}, []
+    for side, sign in (("top", 1.0), ("bottom", -1.0)):
+        front, back = _endplate_ends(x, sign * y, x_a, x_p, width, margin)
+        inner = (x > front + margin) & (x < back - margin)
+        if np.count_nonzero(inner) < 8:
+            raise ValueError("too few endplate points to fit (body too small or not convex)")
+        select = _envelope(x, sign * y, inner, width)
         if np.count_nonzero(select) < 4:
             raise ValueError("too few endplate points to fit (body too small or not convex)")
         coeffs = np.polyfit(x[select], y[select], 2)
         residuals.append(np.sqrt(np.mean((np.polyval(coeffs, x[select]) - y[select]) ** 2)))
-        fits[side] = coeffs
-    x_m = 0.5 * (x_a + x_p)
-    fit_range = (float(x[inner].min()), float(x[inner].max()))
+        near_front, near_back = x <= front + margin, x >= back - margin
+        extreme = np.min if sign > 0 else np.max
+        plates[side] = {
+            "sign": sign,
+            "coeffs": coeffs,
+            "range": (float(x[inner].min()), float(x[inner].max())),
+            "front": front,
+            "back": back,
+            # How far the outline reaches (cranially for the top, caudally for the bottom)
+            # near each end of the endplate.
+            "extent_front": float(extreme(y[near_front])),
+            "extent_back": float(extreme(y[near_back])),
+            "slope": _central_slope(x, y, select, 0.5 * (x_a + x_p), x_p - x_a),
+        }
     return {
-        "fit_range": fit_range,
+        "margin": margin,
         "x_a": x_a,
-        "x_m": x_m,
+        "x_m": 0.5 * (x_a + x_p),
         "x_p": x_p,
-        "top": fits["top"],
-        "bottom": fits["bottom"],
-        "slope_top": _central_slope(x, y, is_top, x_m, x_p - x_a),
-        "slope_bottom": _central_slope(x, y, is_bottom, x_m, x_p - x_a),
+        "top": plates["top"],
+        "bottom": plates["bottom"],
+        "slope_top": plates["top"]["slope"],
+        "slope_bottom": plates["bottom"]["slope"],
         "residual": float(max(residuals)),
     }
 
 
-def _envelopes(
-    x: np.ndarray, y: np.ndarray, inner: np.ndarray, width: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Outline points on the upper and on the lower envelope, in bins of ``width`` along x.
+def _endplate_ends(
+    x: np.ndarray, y: np.ndarray, x_a: float, x_p: float, width: float, margin: float
+) -> tuple[float, float]:
+    """Where one endplate ends at the front and at the back: the walls, or a leaning wall's corner.
+
+    ``y`` is oriented so that the endplate is the outline's lower envelope (pass ``-y`` for the
+    lower endplate). From each wall inwards, the endplate starts at the first place where the
+    envelope comes within :data:`LEANING_WALL_DROP` of the body's height of the straight line
+    through the endplate's central 60 %. A rounded corner gets there within ``margin`` of the
+    wall, and the endplate then ends at the wall; a wall that leans (as the anterior wall of L5
+    often does, or the outline of a body cut obliquely) puts the corner farther in.
+    """
+    width = max(width, 1e-6)
+    span = (x >= x_a) & (x <= x_p)
+    bins = np.clip(np.floor((x[span] - x_a) / width).astype(int), 0, None)
+    size = int(bins.max()) + 1 if bins.size else 0
+    if size < 5:
+        return x_a, x_p
+    envelope = np.full(size, np.inf)
+    np.minimum.at(envelope, bins, y[span])
+    filled = np.isfinite(envelope)
+    centers = x_a + (np.arange(size) + 0.5) * width
+    envelope = np.interp(centers, centers[filled], envelope[filled])
+    central = np.abs(centers - 0.5 * (x_a + x_p)) <= 0.3 * (x_p - x_a)
+    line = np.polyval(np.polyfit(centers[central], envelope[central], 1), centers)
+    on_plate = np.nonzero(envelope - line <= LEANING_WALL_DROP * float(np.ptp(y)))[0]
+    if not on_plate.size:
+        return x_a, x_p
+    front, back = float(centers[on_plate[0]]), float(centers[on_plate[-1]])
+    front = x_a if front - x_a < margin else front
+    back = x_p if x_p - back < margin else back
+    return front, back
+
+
+def _envelope(x: np.ndarray, y: np.ndarray, inner: np.ndarray, width: float) -> np.ndarray:
+    """Outline points on the lower envelope (smallest ``y``) in bins of ``width`` along x.
 
     A line across the body meets the outline at the upper endplate first and the lower one last;
     taking the envelopes (rather than splitting at mid-height) keeps points of a leaning wall
     (the posterior wall of a tilted L5, say) out of the endplate fits.
     """
     width = max(width, 1e-6)
-    bins = np.floor((x - x[inner].min()) / width).astype(int)
-    bins = np.clip(bins, 0, None)
+    bins = np.clip(np.floor((x - x[inner].min()) / width).astype(int), 0, None)
     size = int(bins[inner].max()) + 1
     low = np.full(size, np.inf)
     high = np.full(size, -np.inf)
     np.minimum.at(low, bins[inner], y[inner])
     np.maximum.at(high, bins[inner], y[inner])
     safe = np.clip(bins, 0, size - 1)
-    is_top = inner & (y <= low[safe] + width)
-    is_bottom = inner & (y >= high[safe] - width)
-    return is_top & ~is_bottom, is_bottom & ~is_top
+    # A bin that holds one point only (sparse outlines) is on both envelopes: left out.
+    return inner & (y <= low[safe] + width) & ~(y >= high[safe] - width)
 
 
 def _central_slope(
@@ -223,33 +282,45 @@ def _central_slope(
     return float(np.polyfit(x[central], y[central], 1)[0])
 
 
-def _endplate_at(coeffs: np.ndarray, x: float, fit_range: tuple[float, float]) -> float:
+def _endplate_at(plate: dict, x: float, tolerance: float = 0.0) -> float:
     """Endplate position at ``x``: the quadratic inside the fitted range, its tangent beyond.
 
     Continuing along the tangent (rather than the parabola) over the corner margin keeps coarse
-    images, where that margin spans several millimetres, from overshooting at the walls.
+    images, where that margin spans several millimetres, from overshooting at the walls; and near
+    an end of the endplate the position never reaches beyond the outline there by more than
+    ``tolerance`` (a coarse quadratic would put a corner landmark outside the body).
     """
-    low, high = fit_range
+    low, high = plate["range"]
+    coeffs = plate["coeffs"]
     edge = min(max(x, low), high)
     slope = np.polyval(np.polyder(coeffs), edge)
-    return float(np.polyval(coeffs, edge) + slope * (x - edge))
+    y = float(np.polyval(coeffs, edge) + slope * (x - edge))
+    if x < low or x > high:
+        extent = plate["extent_front"] if x < low else plate["extent_back"]
+        # The upper endplate (sign +1) may not reach above the outline, the lower one below it.
+        y = max(y, extent - tolerance) if plate["sign"] > 0 else min(y, extent + tolerance)
+    return y
 
 
 def _geometry(fit: dict, center: np.ndarray, e_cc: np.ndarray, e_ap: np.ndarray) -> BodyGeometry:
-    """Six landmarks on the endplates at the anterior wall, the middle and the posterior wall."""
+    """Six landmarks on the endplates at their anterior and posterior ends and the middle.
+
+    The ends are at the walls, or at an endplate's own corner where a wall leans; each height is
+    the distance between an upper landmark and the lower one of the same name.
+    """
+    tolerance = fit.get("tolerance", 0.0)
     marks = {}
     heights = {}
-    for name, x in (("anterior", fit["x_a"]), ("middle", fit["x_m"]), ("posterior", fit["x_p"])):
-        y_top = _endplate_at(fit["top"], x, fit["fit_range"])
-        y_bottom = _endplate_at(fit["bottom"], x, fit["fit_range"])
-        marks[f"upper_{name}"] = center + x * e_ap + y_top * e_cc
-        marks[f"lower_{name}"] = center + x * e_ap + y_bottom * e_cc
-        heights[name] = float(y_bottom - y_top)
+    for name in ("anterior", "middle", "posterior"):
+        for level, plate in (("upper", fit["top"]), ("lower", fit["bottom"])):
+            x = {"anterior": plate["front"], "posterior": plate["back"]}.get(name, fit["x_m"])
+            y = _endplate_at(plate, x, tolerance)
+            marks[f"{level}_{name}"] = center + x * e_ap + y * e_cc
+        heights[name] = float(np.linalg.norm(marks[f"lower_{name}"] - marks[f"upper_{name}"]))
     positions = fit["x_a"] + PROFILE_FRACTIONS * (fit["x_p"] - fit["x_a"])
     profile = np.array(
         [
-            _endplate_at(fit["bottom"], x, fit["fit_range"])
-            - _endplate_at(fit["top"], x, fit["fit_range"])
+            _endplate_at(fit["bottom"], x, tolerance) - _endplate_at(fit["top"], x, tolerance)
             for x in positions
         ]
     )
@@ -351,19 +422,27 @@ def volume_landmarks(
     plane_points = yy[..., None] * e_cc + xx[..., None] * e_ap
     margin = max(CORNER_MARGIN_MM, 1.5 * float(spacing.max()))
     fits = []
-    for dz in np.linspace(-PLANE_SPREAD, PLANE_SPREAD, PLANE_COUNT) * width:
+    # The mid-sagittal plane first; the planes beside it start from its converged frame.
+    offsets_lr = np.linspace(-PLANE_SPREAD, PLANE_SPREAD, PLANE_COUNT) * width
+    start = None
+    for dz in sorted(offsets_lr, key=abs):
         voxel = (center + dz * e_lr + plane_points - padded_origin) / spacing
         fraction = ndimage.map_coordinates(
             smooth, voxel.reshape(-1, 3).T, order=1, mode="constant"
         ).reshape(yy.shape)
         try:
-            fits.append(
-                profile_landmarks(
-                    fraction, (step, step), (-radius, -radius), corner_margin_mm=margin
-                )
+            fit = profile_landmarks(
+                fraction,
+                (step, step),
+                (-radius, -radius),
+                e_cc=start,
+                corner_margin_mm=margin,
+                outline_tolerance_mm=0.25 * float(spacing.max()),
             )
         except ValueError:
             continue
+        fits.append(fit)
+        start = fit.e_cc if start is None else start
     if not fits:
         raise ValueError("no sagittal plane of the body could be measured")
     to_world = np.stack([e_cc, e_ap], axis=1)  # plane (row, col) mm -> world offset
