@@ -248,3 +248,15 @@ def read_image_from_bytes(raw: bytes, tmp_path):
     path = tmp_path / "copy.nii.gz"
     path.write_bytes(raw)
     return read_image(path).array
+
+
+def test_cervical_levels_make_a_twenty_vertebra_column():
+    levels = [f"C{i}" for i in range(5, 8)]
+    levels += [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
+    phantom = make_phantom("xr", 3, levels=levels, with_sacrum=True, fracture_rate=0.0)
+    assert phantom.truth["levels"] == levels + ["S1"]
+    heights = {v["level"]: v["middle_height_mm"] for v in phantom.truth["vertebrae"]}
+    # Cervical bodies are lower than the lumbar ones, as in the typical adult spine.
+    assert max(heights[f"C{i}"] for i in (5, 6, 7)) < min(heights[f"L{i}"] for i in range(1, 6))
+    with pytest.raises(ValueError, match="between C3 and L5"):
+        make_phantom("xr", 3, levels=["C2", "C3"])

@@ -12,7 +12,8 @@ so the anterior height is ``ha`` (t = 0), the posterior height ``hp`` (t = 1) an
 ``(ha + hp)/2 - b`` (t = 1/2). The six landmarks are the points of the upper and lower endplates at
 t = 0, 1/2, 1; the distance between each upper/lower pair is exactly that height.
 
-Body sizes follow the usual increase from T1 to L5 (heights about 15 → 27 mm, depths 24 → 43 mm)
+Body sizes follow the usual increase from T1 to L5 (heights about 15 → 27 mm, depths 24 → 43 mm;
+C3–C7, when asked for, 12.5 → 14.5 mm high and 16 → 22 mm deep)
 scaled per patient; these are plausible values for a phantom, not a population reference.
 """
 
@@ -29,9 +30,12 @@ from ..labels import SACRUM, craniocaudal_rank, level_id, level_name
 #: of every phantom fracture is unambiguous.
 GRADE_LOSS_RANGE = {1: (0.21, 0.24), 2: (0.26, 0.39), 3: (0.41, 0.55)}
 FRACTURE_TYPES = ("wedge", "biconcave", "crush")
-#: Levels a phantom can hold, cranial to caudal (T13 and L6 variants are not generated).
-PHANTOM_LEVELS = tuple(level_id(f"T{i}") for i in range(1, 13)) + tuple(
-    level_id(f"L{i}") for i in range(1, 6)
+#: Levels a phantom can hold, cranial to caudal (T13 and L6 variants are not generated; C1-C2,
+#: whose shapes are unlike any body, neither).
+PHANTOM_LEVELS = (
+    tuple(level_id(f"C{i}") for i in range(3, 8))
+    + tuple(level_id(f"T{i}") for i in range(1, 13))
+    + tuple(level_id(f"L{i}") for i in range(1, 6))
 )
 
 
@@ -169,7 +173,10 @@ def _normalise(v: np.ndarray) -> np.ndarray:
 def _mean_dimensions(label: int) -> tuple[float, float, float]:
     """Typical (height, depth, disc height) in mm by level, T1 = rank 0."""
     r = craniocaudal_rank(label) - craniocaudal_rank(level_id("T1"))
-    r = min(max(r, 0), 16)
+    if r < 0:  # C3-C7: bodies about 13-14.5 mm high and 16-22 mm deep, discs 4-5 mm
+        r = max(r, -5)
+        return 15.0 + 0.5 * r, 24.0 + 1.6 * r, 4.0 - 0.2 * r
+    r = min(r, 16)
     return 15.0 + 0.75 * min(r, 15), 24.0 + 1.2 * r, 4.0 + 0.42 * r
 
 
@@ -257,6 +264,8 @@ def sample_spine(
         # ones square (a linear ramp from T10 to L2), L5 slightly reversed; small per-body noise.
         ramp = float(np.clip((rank - 9) / 4, 0, 1))
         ratio = thoracic_ratio + ramp * (lumbar_ratio - thoracic_ratio)
+        if rank < 0:  # cervical bodies: about as high in front as behind
+            ratio = lumbar_ratio
         if label == level_id("L5"):
             ratio += 0.04
         ratio += rng.normal(0.0, 0.004)

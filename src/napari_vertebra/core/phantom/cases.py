@@ -110,7 +110,7 @@ def make_phantom(
         level_ids = [level_id(name) for name in levels]
         ranks = [PHANTOM_LEVELS.index(v) if v in PHANTOM_LEVELS else -99 for v in level_ids]
         if any(r < 0 for r in ranks) or np.any(np.diff(ranks) != 1):
-            raise ValueError(f"levels {levels} must be consecutive levels between T1 and L5")
+            raise ValueError(f"levels {levels} must be consecutive levels between C3 and L5")
         default_sacrum = level_ids[-1] == level_id("L5")
     if with_sacrum is None:
         with_sacrum = default_sacrum
