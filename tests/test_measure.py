@@ -19,6 +19,8 @@ from napari_vertebra.core.morphometry import (
     vertebral_compression_ratio,
 )
 
+HEIGHT_COLUMNS = ["anterior_height_mm", "middle_height_mm", "posterior_height_mm"]
+
 
 def test_vcr_and_vc_formulas():
     # Seed 000 eq. 2 and seed 001 eq. 1 with anterior heights 24, 18, 26 mm: 1 - 18/25 = 28 %.
@@ -205,11 +207,29 @@ def test_real_ct_levels_from_totalsegmentator_labels(shared_data):
         assert 18 < table.loc[level, "middle_height_mm"] < 32
 
 
+def test_real_ct_whole_vertebra_labels_without_body_mask(shared_data):
+    # TotalSegmentator's vertebra labels alone (body and arch): the body is cut off the arch on
+    # the midline section. Heights stay close to those measured on the body mask, and no level
+    # is graded as a fracture. L5's posterior height is left out: without the mask it is
+    # 4-5 mm taller (a known gap, docs/measurements.md).
+    folder = shared_data / "ct-lumbar-totalseg"
+    labels = folder / "labels_totalseg.nii.gz"
+    alone = measure(labels, scheme="totalsegmentator").table.set_index("level")
+    masked = measure(
+        labels, scheme="totalsegmentator", body_mask=folder / "body_disc_mask.nii.gz"
+    ).table.set_index("level")
+    lumbar = ["L1", "L2", "L3", "L4", "L5"]
+    assert (alone.loc[lumbar, "genant_grade"] == 0).all()
+    difference = (alone.loc[lumbar, HEIGHT_COLUMNS] - masked.loc[lumbar, HEIGHT_COLUMNS]).abs()
+    assert difference.loc[["L1", "L2", "L3", "L4"]].max().max() <= 1.5
+    assert difference.loc["L5", ["anterior_height_mm", "middle_height_mm"]].max() <= 1.5
+
+
 def test_real_ct_heights_against_totalsegmentator_report(shared_data):
     # The peer measures at 15 %, 50 % and 85 % of the depth (not at the walls) on a 3 mm grid in
-    # 1.5 mm steps: compare at its positions. 10 of the 15 heights agree within 3 mm; L1 anterior
-    # and posterior, L4 middle and posterior and L5 anterior differ by 3.0-4.0 mm (the issue's
-    # 3 mm is not met yet). The bound below is what holds today.
+    # 1.5 mm steps: compare at its positions. 11 of the 15 heights agree within 3 mm; L1 anterior
+    # and posterior, L3 middle and L4 posterior differ by 3.0-4.0 mm (the issue's 3 mm is not
+    # met). The bound below is what holds today.
     folder = shared_data / "ct-lumbar-totalseg"
     result = measure(
         folder / "labels_totalseg.nii.gz",
@@ -225,8 +245,8 @@ def test_real_ct_heights_against_totalsegmentator_report(shared_data):
                 geo.height_at(fraction) - peer[f"vertebrae_{level}_height_{name}_mm"]
             )
     differences = np.abs(differences)
-    assert np.count_nonzero(differences <= 3.0) >= 10
-    assert differences.max() < 4.5
+    assert np.count_nonzero(differences <= 3.0) >= 11
+    assert differences.max() < 4.25
 
 
 @pytest.fixture(scope="module")
@@ -239,9 +259,6 @@ def verse_labels(shared_data):
 @pytest.fixture(scope="module")
 def verse_measured(verse_labels):
     return measure(verse_labels, whole_vertebrae=True).table.set_index("level")
-
-
-HEIGHT_COLUMNS = ["anterior_height_mm", "middle_height_mm", "posterior_height_mm"]
 
 
 def test_verse_sample_levels_heights_and_grades(verse_measured):
@@ -260,9 +277,11 @@ def test_verse_sample_levels_heights_and_grades(verse_measured):
     assert table.loc["L1", "fracture_type"] == "biconcave"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: the tilted L5 of the VerSe sample is mis-measured")
 def test_verse_sample_l5_is_not_a_fracture(verse_measured):
+    # L5 is tilted about 30 degrees and its anterior wall leans: the anterior landmarks go to the
+    # endplates' own corners, not to the wall at mid-height (which made it a false wedge).
     assert verse_measured.loc["L5", "genant_grade"] == 0
+    assert verse_measured.loc["L5", "anterior_height_mm"] > 24
 
 
 def test_mirroring_left_right_does_not_change_measurements(verse_labels, verse_measured):
@@ -281,20 +300,30 @@ def test_tilting_the_spine_barely_changes_measurements(verse_labels, verse_measu
     table = table.set_index("level")
     normal = ["T10", "T11", "T12", "L2", "L3", "L4"]
     change = np.abs(table.loc[normal, HEIGHT_COLUMNS] - verse_measured.loc[normal, HEIGHT_COLUMNS])
-    # Most heights move by less than 0.5 mm (voxel resampling); the issue's bound of 0.5 mm for
-    # every height is not yet met (one L4 posterior height moves by about 4 mm at +8 degrees).
-    assert float(np.median(change.to_numpy())) <= 0.3
-    assert np.mean(change.to_numpy() <= 0.5) >= 0.75
+    # Nearest-neighbour resampling of a 1 x 1 x 2 mm label map changes the voxels themselves:
+    # most heights move by less than 0.5 mm; the issue's 0.5 mm for every height is not met
+    # (T11 anterior moves by 0.8 mm at -8 degrees).
+    change = change.to_numpy()
+    assert float(np.median(change)) <= 0.2
+    assert np.mean(change <= 0.5) >= 0.85
+    assert change.max() <= 1.0
 
 
 def _compress_anterior(labels: np.ndarray, label: int, fraction: float) -> np.ndarray:
-    """Squeeze one vertebra along the I axis by ``fraction`` at its front, tapering to 0 behind."""
+    """Squeeze one vertebra along the I axis by ``fraction`` at its front, tapering to 0 behind.
+
+    The taper ends at 70 % of the body's depth: the posterior wall and the arch are untouched.
+    """
     from scipy import ndimage
+
+    from napari_vertebra.core.instances import isolate_body
 
     mask = labels == label
     index = np.argwhere(mask)
     centre = index[:, 0].mean()
-    front, back = np.percentile(index[:, 1], (1, 60))
+    body_columns = np.nonzero(isolate_body(mask).any(axis=(0, 2)))[0]
+    front = body_columns.min()
+    back = front + 0.7 * (body_columns.max() - front)
     out = labels.copy()
     out[mask] = 0
     i, p, k = np.nonzero(ndimage.binary_dilation(mask, iterations=3))
