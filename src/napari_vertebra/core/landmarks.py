@@ -8,12 +8,14 @@ anterior and posterior walls are the median x of the outline points near each wa
 endplate is a quadratic ``y(x)`` fitted to the outline between the walls, away from the rounded
 corners. The frame is rotated until the two endplates are symmetric (their mean slope is zero), so
 that heights are measured along the body's own cranio-caudal axis whatever the tilt of the spine.
-Landmarks are the endplate points at the anterior wall, the middle and the posterior wall; each
+Landmarks are the endplate points at the anterior end, the middle and the posterior end of each
+endplate — its corner, which is at the wall unless the wall leans — never beyond the outline; each
 height is the distance between an upper and a lower landmark (the six-point placement of
 quantitative morphometry, Genant et al. 1993, seed 002).
 
-3D: the body's axes come from its shape (the shortest principal axis is cranio-caudal, the longest
-of the cross-section is left-right), the slightly smoothed mask is resampled on planes parallel to
+3D: the body's cranio-caudal axis starts from the local direction of the spine (or the dominant
+direction of the surface normals), the longest axis of the cross-section is left-right; the
+slightly smoothed mask is resampled on planes parallel to
 the body's mid-sagittal plane near its centroid, the 2D method runs on each and the results are
 averaged onto the mid-sagittal plane. Rotation, tilt and scoliosis therefore do not bias the
 heights, and averaging planes reduces the quantisation error of thick slices.
@@ -43,6 +45,8 @@ CORNER_MARGIN_MM = 1.5
 #: an endplate's middle are wall, not endplate: where they reach farther in than the corner
 #: margin, the wall leans and the corner landmark goes to the endplate's own end.
 LEANING_WALL_DROP = 0.1
+#: A corner landmark reaches at most this many pixels (voxels in 3D) beyond the outline.
+OUTLINE_TOLERANCE_VOXELS = 0.25
 #: The frame stops turning when the endplates' mean slope is below this angle (radians): 0.01°
 #: moves a wall of a 40 mm deep body by less than 0.01 mm.
 FRAME_TOLERANCE_RAD = 2e-4
@@ -126,7 +130,8 @@ def profile_landmarks(
         (at least 6 % of the depth); give about 1.5 voxels for coarse images.
     outline_tolerance_mm
         How far an endplate extrapolated to a wall may reach beyond the outline's extent at that
-        corner (default a quarter of a pixel); farther, the corner landmark is put on the outline.
+        corner (default :data:`OUTLINE_TOLERANCE_VOXELS` pixels); farther, the corner landmark is
+        put on the outline.
     """
     spacing = np.asarray(spacing, dtype=float)
     origin = np.asarray(origin, dtype=float)
@@ -142,7 +147,7 @@ def profile_landmarks(
             e_ap = -e_ap
         fit = _fit_profile(outline - center, e_cc, e_ap, corner_margin_mm)
         # Rotate the frame so that the endplates become symmetric about the x axis.
-        angle = np.arctan(0.5 * (fit["slope_top"] + fit["slope_bottom"]))
+        angle = np.arctan(0.5 * (fit["top"]["slope"] + fit["bottom"]["slope"]))
         if abs(angle) < FRAME_TOLERANCE_RAD:
             converged = True
             break
@@ -152,10 +157,9 @@ def profile_landmarks(
         if e_ap[1] < 0:
             e_ap = -e_ap
         fit = _fit_profile(outline - center, e_cc, e_ap, corner_margin_mm)
-    fit["tolerance"] = (
-        0.25 * float(spacing.max()) if outline_tolerance_mm is None else outline_tolerance_mm
-    )
-    return _geometry(fit, center, e_cc, e_ap)
+    if outline_tolerance_mm is None:
+        outline_tolerance_mm = OUTLINE_TOLERANCE_VOXELS * float(spacing.max())
+    return _geometry(fit, center, e_cc, e_ap, outline_tolerance_mm)
 
 
 def _is_right_handed(e_cc: np.ndarray, e_ap: np.ndarray) -> bool:
@@ -203,14 +207,11 @@ def _fit_profile(
             "slope": _central_slope(x, y, select, 0.5 * (x_a + x_p), x_p - x_a),
         }
     return {
-        "margin": margin,
         "x_a": x_a,
         "x_m": 0.5 * (x_a + x_p),
         "x_p": x_p,
         "top": plates["top"],
         "bottom": plates["bottom"],
-        "slope_top": plates["top"]["slope"],
-        "slope_bottom": plates["bottom"]["slope"],
         "residual": float(max(residuals)),
     }
 
@@ -302,13 +303,14 @@ def _endplate_at(plate: dict, x: float, tolerance: float = 0.0) -> float:
     return y
 
 
-def _geometry(fit: dict, center: np.ndarray, e_cc: np.ndarray, e_ap: np.ndarray) -> BodyGeometry:
+def _geometry(
+    fit: dict, center: np.ndarray, e_cc: np.ndarray, e_ap: np.ndarray, tolerance: float
+) -> BodyGeometry:
     """Six landmarks on the endplates at their anterior and posterior ends and the middle.
 
     The ends are at the walls, or at an endplate's own corner where a wall leans; each height is
     the distance between an upper landmark and the lower one of the same name.
     """
-    tolerance = fit.get("tolerance", 0.0)
     marks = {}
     heights = {}
     for name in ("anterior", "middle", "posterior"):
@@ -437,7 +439,7 @@ def volume_landmarks(
                 (-radius, -radius),
                 e_cc=start,
                 corner_margin_mm=margin,
-                outline_tolerance_mm=0.25 * float(spacing.max()),
+                outline_tolerance_mm=OUTLINE_TOLERANCE_VOXELS * float(spacing.max()),
             )
         except ValueError:
             continue
