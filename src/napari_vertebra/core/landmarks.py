@@ -415,9 +415,10 @@ def volume_landmarks(
     width = float(np.ptp((coords - center) @ e_lr))
     smooth = ndimage.gaussian_filter(np.pad(mask, 2).astype(np.float32), SMOOTHING_VOXELS)
     padded_origin = origin - 2 * spacing
-    radius = (
-        0.6 * float(np.sqrt(np.max(np.sum((coords - center) ** 2, axis=1)))) + 2 * spacing.max()
-    )
+    # The planes reach past the body's farthest voxel along e_cc and e_ap by a few voxels, so
+    # that no wall is cut off (the centroid of a collapsed body lies off its middle).
+    reach = np.abs((coords - center) @ np.stack([e_cc, e_ap], axis=1)).max()
+    radius = float(reach) + 3 * float(spacing.max())
     step = PLANE_STEP_FRACTION * float(spacing.min())
     offsets = np.arange(-radius, radius + step, step)
     yy, xx = np.meshgrid(offsets, offsets, indexing="ij")  # rows along e_cc, columns along e_ap
