@@ -17,7 +17,8 @@ from napari_vertebra.core.measure import measure
 HEIGHTS = ("anterior_height_mm", "middle_height_mm", "posterior_height_mm")
 
 
-def evaluate(modality: str, n: int, seed0: int, spacing: float | None = None) -> None:
+def evaluate(modality: str, n: int, seed0: int, spacing: float | None = None) -> dict:
+    """Measure ``n`` phantoms, print the figures and return the per-body and per-case results."""
     errors, vcr, grades, types, levels, counted, times = [], [], [], [], [], [], []
     for seed in range(seed0, seed0 + n):
         phantom = make_phantom(modality, seed, fracture_rate=0.35, spacing=spacing)
@@ -55,6 +56,19 @@ def evaluate(modality: str, n: int, seed0: int, spacing: float | None = None) ->
     print(f"  levels correct {100 * np.mean(levels):.1f} % of cases (labels given as VerSe IDs)")
     print(f"  levels counted correctly {100 * np.mean(counted):.1f} % of cases (semantic mask)")
     print(f"  measure time {np.mean(times):.3f} s per case (max {np.max(times):.3f})")
+    return {"errors": errors, "vcr": vcr, "grades": grades, "types": types, "levels": levels}
+
+
+def print_pooled(results: list[dict]) -> None:
+    """The figures over all phantoms of both modalities together (each body counts once)."""
+    pooled = {key: sum((r[key] for r in results), []) for key in results[0]}
+    phantoms, bodies = len(pooled["levels"]), len(pooled["grades"])
+    print(f"all phantoms together: {phantoms} phantoms, {bodies} bodies")
+    print(f"  height MAE {np.mean(np.abs(pooled['errors'])):.3f} mm")
+    print(f"  VCR MAE {np.mean(np.abs(pooled['vcr'])):.3f} percentage points")
+    print(f"  Genant grade agreement {100 * np.mean(pooled['grades']):.1f} %")
+    print(f"  type agreement among fractured {100 * np.mean(pooled['types']):.1f} %")
+    print(f"  levels correct {100 * np.mean(pooled['levels']):.1f} % of cases")
 
 
 def time_long_spine() -> None:
@@ -88,10 +102,13 @@ def main() -> None:
     )
     parser.add_argument("--no-timing", action="store_true", help="skip the long-spine timing")
     args = parser.parse_args()
+    results = []
     if args.n_xr:
-        evaluate("xr", args.n_xr, args.seed)
+        results.append(evaluate("xr", args.n_xr, args.seed))
     if args.n_ct:
-        evaluate("ct", args.n_ct, args.seed, spacing=args.ct_spacing)
+        results.append(evaluate("ct", args.n_ct, args.seed, spacing=args.ct_spacing))
+    if len(results) > 1:
+        print_pooled(results)
     if not args.no_timing:
         time_long_spine()
 
