@@ -48,27 +48,26 @@ def evaluate(modality: str, n: int, seed0: int, spacing: float | None = None) ->
             if truth["genant_grade"]:
                 types.append(row["fracture_type"] == truth["fracture_type"])
     grid = "phantom default spacing" if spacing is None else f"{spacing} mm isotropic"
-    print(f"{modality} ({grid}): {n} phantoms, {len(grades)} bodies, {len(types)} fractured")
-    print(f"  height MAE {np.mean(np.abs(errors)):.3f} mm (max {np.max(np.abs(errors)):.2f})")
-    print(f"  VCR MAE {np.mean(np.abs(vcr)):.3f} percentage points")
-    print(f"  Genant grade agreement {100 * np.mean(grades):.1f} %")
-    print(f"  type agreement among fractured {100 * np.mean(types):.1f} %")
-    print(f"  levels correct {100 * np.mean(levels):.1f} % of cases (labels given as VerSe IDs)")
+    results = {"errors": errors, "vcr": vcr, "grades": grades, "types": types, "levels": levels}
+    print_figures(f"{modality} ({grid})", results)
     print(f"  levels counted correctly {100 * np.mean(counted):.1f} % of cases (semantic mask)")
     print(f"  measure time {np.mean(times):.3f} s per case (max {np.max(times):.3f})")
-    return {"errors": errors, "vcr": vcr, "grades": grades, "types": types, "levels": levels}
+    return results
 
 
-def print_pooled(results: list[dict]) -> None:
-    """The figures over all phantoms of both modalities together (each body counts once)."""
-    pooled = {key: sum((r[key] for r in results), []) for key in results[0]}
-    phantoms, bodies = len(pooled["levels"]), len(pooled["grades"])
-    print(f"all phantoms together: {phantoms} phantoms, {bodies} bodies")
-    print(f"  height MAE {np.mean(np.abs(pooled['errors'])):.3f} mm")
-    print(f"  VCR MAE {np.mean(np.abs(pooled['vcr'])):.3f} percentage points")
-    print(f"  Genant grade agreement {100 * np.mean(pooled['grades']):.1f} %")
-    print(f"  type agreement among fractured {100 * np.mean(pooled['types']):.1f} %")
-    print(f"  levels correct {100 * np.mean(pooled['levels']):.1f} % of cases")
+def print_figures(title: str, results: dict) -> None:
+    """Print the accuracy figures of one set of phantoms (or of several pooled)."""
+    errors = np.abs(results["errors"])
+    print(
+        f"{title}: {len(results['levels'])} phantoms, {len(results['grades'])} bodies, "
+        f"{len(results['types'])} fractured"
+    )
+    print(f"  height MAE {np.mean(errors):.3f} mm (max {np.max(errors):.2f})")
+    print(f"  VCR MAE {np.mean(np.abs(results['vcr'])):.3f} percentage points")
+    print(f"  Genant grade agreement {100 * np.mean(results['grades']):.1f} %")
+    print(f"  type agreement among fractured {100 * np.mean(results['types']):.1f} %")
+    levels = 100 * np.mean(results["levels"])
+    print(f"  levels correct {levels:.1f} % of cases (labels given as VerSe IDs)")
 
 
 def time_long_spine() -> None:
@@ -108,7 +107,9 @@ def main() -> None:
     if args.n_ct:
         results.append(evaluate("ct", args.n_ct, args.seed, spacing=args.ct_spacing))
     if len(results) > 1:
-        print_pooled(results)
+        # Each body counts once, whichever modality it comes from.
+        pooled = {key: sum((r[key] for r in results), []) for key in results[0]}
+        print_figures("all phantoms together", pooled)
     if not args.no_timing:
         time_long_spine()
 
