@@ -1,0 +1,190 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_vertebra.core.segment.card import ModelFormatError, load_network, read_card, save_model
+from napari_vertebra.core.segment.inference import (
+    probability_forward,
+    select_device,
+    tiled_predict,
+)
+from napari_vertebra.core.segment.nets import aggregate_slices, build_network
+from napari_vertebra.core.segment.registry import (
+    USER_MODELS_VARIABLE,
+    available_models,
+    find_model,
+    get_network,
+)
+
+TINY_SMP = {"encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": (16, 8, 4)}
+TINY = {
+    "unet": {**TINY_SMP, "in_channels": 1, "classes": 2},
+    "multitask_unet": dict(TINY_SMP),
+    "r2unet": {"base_width": 4, "depth": 3, "classes": 2},
+    "mdr2unet": {"base_width": 4, "depth": 3, "classes": 2},
+    "slice_classifier": {"encoder_name": "resnet18", "encoder_depth": 3},
+}
+
+
+@pytest.mark.parametrize("architecture", sorted(TINY))
+def test_every_architecture_trains_a_step_on_cpu(architecture):
+    torch.manual_seed(0)
+    network = build_network(architecture, **TINY[architecture])
+    optimiser = torch.optim.SGD(network.parameters(), lr=0.01)
+    batch = torch.randn(2, 1, 64, 64)
+    output = network(batch)
+    if architecture == "multitask_unet":
+        assert output["fracture"].shape == (2, 4, 64, 64)
+        assert output["region"].shape == (2, 4, 64, 64)
+        loss = sum(o.square().mean() for o in output.values())
+    elif architecture == "slice_classifier":
+        assert output.shape == (2,)
+        loss = output.square().mean()
+    else:
+        assert output.shape == (2, 2, 64, 64)
+        loss = output.square().mean()
+    loss.backward()
+    # The gradient reaches the input-side convolution (smp keeps unused deeper encoder stages,
+    # which get none).
+    first = next(network.parameters())
+    assert first.grad is not None and first.grad.abs().sum() > 0
+    before = [p.detach().clone() for p in network.parameters()]
+    optimiser.step()
+    assert any(not torch.equal(b, p) for b, p in zip(before, network.parameters(), strict=True))
+
+
+def test_mdr2unet_first_block_uses_the_four_dilations():
+    network = build_network("mdr2unet", base_width=4, depth=3)
+    dilations = [branch[0].dilation[0] for branch in network.down[0].branches]
+    assert dilations == [2, 4, 8, 16]
+
+
+def test_slice_aggregation_rules():
+    assert aggregate_slices([0.1, 0.2, 0.7]) is True
+    assert aggregate_slices([0.1, 0.2, 0.3]) is False
+    assert aggregate_slices([0.1, 0.2, 0.7], rule="mean") is False
+    with pytest.raises(ValueError):
+        aggregate_slices([])
+
+
+def _card_fields(architecture="r2unet"):
+    return dict(
+        architecture=architecture,
+        arguments=TINY[architecture],
+        modality="XR",
+        classes=["background", "vertebral_body"],
+        preprocessing=[{"op": "zscore"}],
+        training_data="random weights (test)",
+    )
+
+
+def test_saved_model_loads_with_identical_outputs(tmp_path):
+    torch.manual_seed(1)
+    network = build_network("r2unet", **TINY["r2unet"]).eval()
+    card = save_model(network, tmp_path, "tiny", **_card_fields())
+    assert (tmp_path / "tiny.safetensors").is_file() and card.sha256
+    loaded = load_network(read_card(tmp_path / "tiny.json"))
+    x = torch.randn(1, 1, 32, 32)
+    with torch.inference_mode():
+        assert torch.allclose(network(x), loaded(x))
+    with pytest.raises(FileExistsError):
+        save_model(network, tmp_path, "tiny", **_card_fields())
+
+
+def test_tampered_or_mismatched_weights_are_refused(tmp_path):
+    network = build_network("r2unet", **TINY["r2unet"])
+    card = save_model(network, tmp_path, "tiny", **_card_fields())
+    weights = tmp_path / "tiny.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelFormatError, match="SHA-256"):
+        load_network(card)
+    # A card whose arguments do not fit the weights.
+    other = save_model(network, tmp_path, "other", **_card_fields())
+    text = json.loads(other.path.read_text())
+    text["arguments"]["base_width"] = 8
+    other.path.write_text(json.dumps(text))
+    with pytest.raises(ModelFormatError, match="do not fit"):
+        load_network(read_card(other.path))
+
+
+@pytest.mark.parametrize(
+    "content,problem",
+    [
+        ("not json", "not a JSON"),
+        ('{"name": "x"}', "lacks"),
+        (
+            '{"name": "x", "architecture": "vit", "arguments": {}, "modality": "XR",'
+            ' "classes": [], "weights": "x.safetensors", "sha256": ""}',
+            "unknown architecture",
+        ),
+        (
+            '{"name": "x", "architecture": "unet", "arguments": {}, "modality": "XR",'
+            ' "classes": [], "weights": "../x.safetensors", "sha256": ""}',
+            "file name next to the card",
+        ),
+    ],
+)
+def test_bad_cards_name_the_file_and_problem(tmp_path, content, problem):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ModelFormatError, match=problem) as caught:
+        read_card(path)
+    assert str(path) in str(caught.value)
+
+
+def test_registry_finds_user_models_by_name_and_path(tmp_path, monkeypatch):
+    folder = tmp_path / "models"
+    network = build_network("r2unet", **TINY["r2unet"])
+    save_model(network, folder, "tiny-xr", **_card_fields())
+    monkeypatch.setenv(USER_MODELS_VARIABLE, str(folder))
+    assert "tiny-xr" in available_models()
+    assert find_model("tiny-xr").name == "tiny-xr"
+    assert find_model(folder / "tiny-xr.safetensors").name == "tiny-xr"
+    assert find_model(folder).name == "tiny-xr"
+    card = find_model("tiny-xr")
+    assert get_network(card) is get_network(card)
+    with pytest.raises(ModelFormatError, match="tiny-xr"):
+        find_model("no-such-model")
+
+
+def test_device_selection():
+    assert select_device("cpu") == "cpu"
+    assert select_device("auto") in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA"):
+            select_device("cuda")
+    with pytest.raises(ValueError):
+        select_device("tpu")
+
+
+def test_tiled_inference_matches_untiled_inference():
+    torch.manual_seed(0)
+    network = build_network("r2unet", base_width=4, depth=3, classes=2).eval()
+    forward = probability_forward(network)
+    image = np.random.default_rng(0).random((1, 200, 232)).astype(np.float32)
+    whole = tiled_predict(forward, image, tile=(256, 256))
+    calls = []
+    tiled = tiled_predict(
+        forward, image, tile=96, overlap=0.5, batch_size=3, progress=lambda *c: calls.append(c)
+    )
+    assert whole.shape == tiled.shape == (2, 200, 232)
+    assert np.allclose(tiled.sum(axis=0), 1, atol=1e-5)
+    difference = np.abs(whole - tiled)
+    assert difference.mean() < 1e-3 and difference.max() < 0.02
+    # Tiles start every 48 pixels, the last one flush with the far edge: 4 × 4 tiles.
+    assert calls[-1] == (16, 16) and len(calls) == 6
+
+
+def test_flip_tta_is_symmetric_and_probabilities_sum_to_one():
+    torch.manual_seed(0)
+    network = build_network("r2unet", base_width=4, depth=3, classes=3).eval()
+    forward = probability_forward(network, flip_axes=(1,))
+    image = np.random.default_rng(3).random((1, 64, 64)).astype(np.float32)
+    out = tiled_predict(forward, image, tile=64)
+    mirrored = tiled_predict(forward, image[:, :, ::-1].copy(), tile=64)
+    assert np.allclose(out, mirrored[:, :, ::-1], atol=1e-5)
+    assert np.allclose(out.sum(axis=0), 1, atol=1e-5)
