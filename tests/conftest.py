@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+# torchvision loads triton, which bundles its own LLVM. Loaded after Mesa's software OpenGL
+# (llvmpipe, what Xvfb gives the napari tests) has loaded its LLVM, the import segfaults; loaded
+# first, both work. So the deep-learning stack is imported before any viewer exists.
+import torchvision  # noqa: F401
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 LUMBAR = SHARED_DATA / "ct-lumbar-totalseg"
 TPTBOX = SHARED_DATA / "ct-crop-tptbox"

@@ -155,7 +155,7 @@ def test_device_selection():
     assert select_device("cpu") == "cpu"
     assert select_device("auto") in ("cpu", "cuda", "mps")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA"):
+        with pytest.raises(ValueError, match="CUDA"):
             select_device("cuda")
     with pytest.raises(ValueError):
         select_device("tpu")

@@ -3,6 +3,7 @@
 Subcommands:
   phantom   write synthetic spine phantoms with exact ground truth
   measure   levels, landmarks, heights, VCR/VC and Genant grade from a label map
+  analyze   segment an image, then level and measure it (labels, table, landmarks, summary)
   info      print the geometry napari-vertebra reads from a file or DICOM folder
   view      open files (or a bundled sample) in napari with the plugin
 """
@@ -52,8 +53,6 @@ def _phantom(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    import pandas as pd
-
     from .core.measure import measure, write_measurement
 
     anchor = None
@@ -74,7 +73,14 @@ def _measure(args: argparse.Namespace) -> int:
         whole_vertebrae=args.whole_vertebrae or None,
     )
     paths = write_measurement(result, args.output, overwrite=args.overwrite)
-    table = result.table
+    _print_rows(result.table)
+    print(f"wrote {paths['measurements']} and {paths['landmarks']}")
+    return 0
+
+
+def _print_rows(table) -> None:
+    import pandas as pd
+
     for _, row in table.iterrows():
         grade = "-" if pd.isna(row["genant_grade"]) else int(row["genant_grade"])
         print(
@@ -83,7 +89,34 @@ def _measure(args: argparse.Namespace) -> int:
             f"grade {grade} {row['fracture_type']:<9} "
             f"{row['qc_flags']}"
         )
-    print(f"wrote {paths['measurements']} and {paths['landmarks']}")
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .core.pipeline import analyze
+
+    def progress(stage: str, fraction: float) -> None:
+        print(f"\r{stage} {100 * fraction:3.0f} %", end="", file=sys.stderr, flush=True)
+
+    options = {"top_level": args.top_level, "shift": args.shift}
+    if args.lumbar_count != 5:
+        options["lumbar_count"] = args.lumbar_count
+    if args.thoracic_count != 12:
+        options["thoracic_count"] = args.thoracic_count
+    result = analyze(
+        args.input,
+        model=args.model,
+        device=args.device,
+        tta=args.tta,
+        spacing=args.spacing,
+        progress=progress,
+        **options,
+    )
+    print(file=sys.stderr)
+    paths = result.write(args.output, overwrite=args.overwrite)
+    _print_rows(result.table)
+    seconds = result.summary["timings_s"]["total_s"]
+    print(f"model {result.summary['model']['name']} on {result.summary['device']}, {seconds:.1f} s")
+    print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
 
 
@@ -213,6 +246,27 @@ def build_parser() -> argparse.ArgumentParser:
     meas.add_argument("--thoracic-count", type=int, default=12, choices=(11, 12, 13))
     meas.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     meas.set_defaults(func=_measure)
+
+    ana = sub.add_parser("analyze", help="segment, level and measure a radiograph or CT")
+    ana.add_argument("input", help="image: DICOM file or series folder, NIfTI, PNG/TIFF")
+    ana.add_argument("-o", "--output", required=True, help="output folder")
+    ana.add_argument(
+        "--model",
+        default="auto",
+        help="model name or path to a model card/weights; 'ct-baseline' for the non-learned "
+        "CT method (default auto: CT baseline for CT, the installed radiograph model otherwise)",
+    )
+    ana.add_argument(
+        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"
+    )
+    ana.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    ana.add_argument("--spacing", type=float, default=None, help="pixel spacing in mm")
+    ana.add_argument("--top-level", default=None, help="level of the most cranial body")
+    ana.add_argument("--shift", type=int, default=0, help="shift all levels by K")
+    ana.add_argument("--lumbar-count", type=int, default=5, choices=(4, 5, 6))
+    ana.add_argument("--thoracic-count", type=int, default=12, choices=(11, 12, 13))
+    ana.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    ana.set_defaults(func=_analyze)
 
     info = sub.add_parser("info", help="print what napari-vertebra reads from a file or folder")
     info.add_argument("path")

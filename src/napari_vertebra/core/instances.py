@@ -194,6 +194,7 @@ def extract_instances(
     origin: tuple[float, ...] | np.ndarray | None = None,
     scheme: str = "verse",
     whole_vertebrae: bool | None = None,
+    sacrum_label: int | None = None,
 ) -> list[Instance]:
     """Vertebral bodies (and the sacrum) of ``label_map``, ordered cranio-caudally.
 
@@ -210,6 +211,9 @@ def extract_instances(
     whole_vertebrae
         Whether labels include posterior elements, which are then cut off (:func:`isolate_body`).
         Default: True for TotalSegmentator IDs (whole vertebrae), False otherwise.
+    sacrum_label
+        In a map of anonymous instances, the value that marks the sacrum (the CT baseline
+        writes 26); level-ID maps mark it with 26 anyway.
     """
     spacing = np.asarray(spacing, dtype=float)
     origin = np.zeros(label_map.ndim) if origin is None else np.asarray(origin, dtype=float)
@@ -226,7 +230,10 @@ def extract_instances(
     else:
         # 1 is both C1 and the usual foreground value: several separate blobs of 1 mean a
         # semantic mask (bodies = 1, perhaps with a sacrum label), not a C1 label.
-        semantic_one = 1 in values and ndimage.label(label_map == 1)[1] > 1
+        # With a sacrum label named, 1 is the foreground of a semantic body mask.
+        semantic_one = 1 in values and (
+            sacrum_label is not None or ndimage.label(label_map == 1)[1] > 1
+        )
         given_levels = (
             len(values) > 1 and not semantic_one and all(is_level_id(int(v)) for v in values)
         )
@@ -241,14 +248,20 @@ def extract_instances(
             box = boxes[int(value) - 1]
             pieces.append((int(value), _largest_component(label_map[box] == value), box))
     else:
-        components, count = ndimage.label(label_map > 0)
+        foreground = label_map > 0
+        if sacrum_label is not None and np.any(label_map == sacrum_label):
+            sacrum = label_map == sacrum_label
+            box = ndimage.find_objects(sacrum.astype(np.uint8))[0]
+            pieces.append((int(sacrum_label), _largest_component(sacrum[box]), box))
+            foreground &= ~sacrum
+        components, count = ndimage.label(foreground)
         for k, box in enumerate(ndimage.find_objects(components), start=1):
             for part in _split_touching(components[box] == k, spacing):
                 pieces.append((0, part, box))
     instances = []
     voxel = float(np.prod(spacing))
     for value, local_mask, outer in pieces:
-        is_sacrum = given_levels and value == SACRUM
+        is_sacrum = value != 0 and value == (SACRUM if given_levels else sacrum_label)
         if not is_sacrum and whole_vertebrae:
             local_mask = isolate_body(local_mask)
         inner = ndimage.find_objects(local_mask.astype(np.uint8))[0]
@@ -264,7 +277,7 @@ def extract_instances(
             Instance(
                 mask=local,
                 box=box,
-                label=value if given_levels else 0,
+                label=value if given_levels else (SACRUM if is_sacrum else 0),
                 is_sacrum=is_sacrum,
                 touches_border=bool(touches),
                 centroid=index.mean(axis=0) * spacing + origin,

@@ -19,7 +19,7 @@ import pandas as pd
 from .image import SpineImage
 from .instances import extract_instances
 from .io import SpineIOError, read_image, write_table
-from .labels import level_name, to_verse
+from .labels import SACRUM, level_name, to_verse
 from .landmarks import LANDMARK_NAMES, BodyGeometry, body_landmarks
 from .levels import assign_levels
 from .morphometry import (
@@ -74,6 +74,9 @@ class Measurement:
     geometry: dict[str, BodyGeometry] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
     regional_angles: dict[str, float] = field(default_factory=dict)
+    #: The measured bodies (and the sacrum, 26) painted with their VerSe level IDs, on the
+    #: label map's grid: posterior elements cut off, fragments left out.
+    level_map: np.ndarray | None = None
 
     def landmarks_json(self) -> dict[str, Any]:
         return {
@@ -136,6 +139,7 @@ def measure(
     regional_angle: tuple[str, str] | None = None,
     body_mask: SpineImage | str | os.PathLike | None = None,
     whole_vertebrae: bool | None = None,
+    sacrum_label: int | None = None,
 ) -> Measurement:
     """Measure every vertebral body of a label map.
 
@@ -157,6 +161,8 @@ def measure(
     body_mask
         A mask whose value 1 marks vertebral bodies (e.g. TotalSegmentator's body/disc mask):
         the levels come from ``labels``, the body voxels from this mask.
+    sacrum_label
+        In a map of anonymous instances, the value that marks the sacrum (level anchor).
     regional_angle
         Levels ``(upper, lower)``: the angle between the upper endplate of the first and the lower
         endplate of the second (kyphosis positive, lordosis negative); default the outermost
@@ -204,7 +210,12 @@ def measure(
     if body_mask is not None:
         whole_vertebrae = False
     instances = extract_instances(
-        label_image.array, spacing_mm, origin, scheme=scheme, whole_vertebrae=whole_vertebrae
+        label_image.array,
+        spacing_mm,
+        origin,
+        scheme=scheme,
+        whole_vertebrae=whole_vertebrae,
+        sacrum_label=sacrum_label,
     )
     levels = assign_levels(
         instances,
@@ -271,12 +282,18 @@ def measure(
         "labels": label_image.source.get("path"),
     }
     angles = _regional_angles(geometry, table, regional_angle)
+    level_map = np.zeros(label_image.shape, dtype=np.uint8)
+    for body, level in zip(bodies, levels, strict=True):
+        level_map[body.box][body.mask] = level.label
+    if sacrum is not None:
+        level_map[sacrum.box][sacrum.mask] = SACRUM
     return Measurement(
         table=table,
         landmarks=landmarks,
         geometry=geometry,
         parameters=parameters,
         regional_angles=angles,
+        level_map=level_map,
     )
 
 

@@ -28,11 +28,11 @@ def select_device(device: str = "auto") -> str:
             return "mps"
         return "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was asked for but CUDA is not available here")
+        raise ValueError(f"device {device!r} was asked for but CUDA is not available here")
     if device == "mps" and not (
         getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
     ):
-        raise RuntimeError("device 'mps' was asked for but Apple MPS is not available here")
+        raise ValueError("device 'mps' was asked for but Apple MPS is not available here")
     if device != "cpu" and not device.startswith(("cuda", "mps")):
         raise ValueError(f"unknown device {device!r} (auto, cpu, cuda, cuda:N, mps)")
     return device
@@ -93,11 +93,10 @@ def tiled_predict(
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     spatial = image.shape[1:]
     tile = (int(tile),) * len(spatial) if np.isscalar(tile) else tuple(int(t) for t in tile)
-    # Tiles no larger than the (padded) image, and a multiple the network can pool.
-    padded = tuple(
-        max(s, -(-min(s, t) // multiple) * multiple) for s, t in zip(spatial, tile, strict=True)
-    )
-    tile = tuple(min(t, p) for t, p in zip(tile, padded, strict=True))
+    # Tiles a multiple of what the network pools by, no larger than the image needs; an image
+    # smaller than its tile is padded up to it.
+    tile = tuple(-(-min(s, t) // multiple) * multiple for s, t in zip(spatial, tile, strict=True))
+    padded = tuple(max(s, t) for s, t in zip(spatial, tile, strict=True))
     pad = [(0, 0)] + [(0, p - s) for p, s in zip(padded, spatial, strict=True)]
     work = np.pad(image, pad, mode="reflect" if min(spatial) > 1 else "edge")
     steps = [max(1, int(round(t * (1 - overlap)))) for t in tile]

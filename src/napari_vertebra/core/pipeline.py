@@ -1,0 +1,363 @@
+"""End-to-end analysis: image → vertebral-body labels → levels → measurements, in one call.
+
+``analyze`` reads the input (anything :func:`~napari_vertebra.core.io.read_image` opens),
+segments the vertebral bodies with a model in the project's format or, on CT, with the
+non-learned baseline, hands the label map to the measure step and returns an
+:class:`AnalysisResult` that writes ``labels.nii.gz``, ``measurements.csv``, ``landmarks.json``
+and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .image import SpineImage
+from .io import SpineIOError, read_image, write_labels
+from .labels import SACRUM
+from .measure import Measurement, measure, write_measurement
+
+#: Name under which the non-learned CT baseline is selected like a model.
+CT_BASELINE = "ct-baseline"
+#: Output class names that count as vertebral body (seed 004's heads included).
+BODY_CLASSES = ("vertebral_body", "vertebra", "fracture", "normal", "thoracic", "lumbar")
+OUTPUT_FILES = ("labels.nii.gz", "measurements.csv", "landmarks.json", "summary.json")
+
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class AnalysisResult:
+    """Everything ``analyze`` produced for one image.
+
+    Attributes
+    ----------
+    image
+        The input image (canonical orientation).
+    labels
+        Vertebral bodies in VerSe IDs (sacrum 26) on the image's grid.
+    measurement
+        The measure step's table, landmarks and geometry.
+    probabilities
+        Body probability on the image's grid (learned models only).
+    summary
+        Provenance: input, model and its weights' SHA-256, parameters, versions, timings (s).
+    """
+
+    image: SpineImage
+    labels: SpineImage
+    measurement: Measurement
+    probabilities: np.ndarray | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def table(self):
+        return self.measurement.table
+
+    def write(self, out_dir: str | os.PathLike, overwrite: bool = False) -> dict[str, Path]:
+        """Write the four output files into ``out_dir``; nothing is replaced unless asked."""
+        out_dir = Path(out_dir)
+        if not overwrite:
+            taken = [name for name in OUTPUT_FILES if (out_dir / name).exists()]
+            if taken:
+                raise SpineIOError(
+                    out_dir,
+                    f"already holds {', '.join(taken)}; choose another folder or pass "
+                    "overwrite=True (--overwrite)",
+                )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {
+            "labels": write_labels(
+                self.labels.array, self.image, out_dir / "labels.nii.gz", overwrite=overwrite
+            )
+        }
+        paths.update(write_measurement(self.measurement, out_dir, overwrite=overwrite))
+        summary = out_dir / "summary.json"
+        summary.write_text(json.dumps(self.summary, indent=1, default=str) + "\n")
+        paths["summary"] = summary
+        return paths
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for package in (
+        "napari-vertebra",
+        "numpy",
+        "scipy",
+        "scikit-image",
+        "torch",
+        "segmentation-models-pytorch",
+    ):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def _as_image(source: SpineImage | str | os.PathLike | np.ndarray, spacing) -> SpineImage:
+    if isinstance(source, SpineImage):
+        image = source
+    elif isinstance(source, np.ndarray):
+        if spacing is None:
+            raise SpineIOError("array", "a bare array needs its spacing in mm (spacing=...)")
+        image = SpineImage(
+            source, None, "CT" if source.ndim == 3 else "XR", ("I", "P", "L")[: source.ndim]
+        )
+    else:
+        image = read_image(source)
+    if spacing is not None:
+        image = image.with_spacing(spacing)
+    if image.kind == "labels":
+        raise SpineIOError(
+            image.source.get("path", "input"),
+            "is a label map; analyze takes an image (use `measure` for label maps)",
+        )
+    if image.spacing is None:
+        raise SpineIOError(
+            image.source.get("path", "input"),
+            "has no pixel spacing: heights in mm cannot be measured; give it (--spacing MM)",
+        )
+    return image
+
+
+def _class_indices(card) -> tuple[list[int], int | None]:
+    names = [str(c).lower() for c in card.classes]
+    body = [k for k, n in enumerate(names) if n in BODY_CLASSES]
+    if not body:
+        raise SpineIOError(
+            card.path or card.name,
+            f"model classes {card.classes} name no vertebral-body class "
+            f"({', '.join(BODY_CLASSES)})",
+        )
+    sacrum = names.index("sacrum") if "sacrum" in names else None
+    return body, sacrum
+
+
+def _segment_learned(
+    image: SpineImage, card, device: str, tta: bool, progress: Progress | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Label map (1 body, 26 sacrum) and body probability on the image grid from a model."""
+    from .preprocess import preprocess
+    from .segment.inference import probability_forward, tiled_predict
+    from .segment.registry import get_network
+
+    if card.modality != image.modality:
+        raise SpineIOError(
+            card.path or card.name,
+            f"is a {card.modality} model; the input is {image.modality}",
+        )
+    network = get_network(card, device)
+    options = dict(card.input)
+    flips = tuple(options.get("tta_flip_axes", (1,))) if tta else ()
+    forward = probability_forward(network, head=options.get("head"), flip_axes=flips)
+    prepared = preprocess(image.array, card.preprocessing, spacing=image.spacing)
+    body_index, sacrum_index = _class_indices(card)
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress("segmentation", done / total)
+
+    if image.ndim == 2:
+        tile = options.get("tile", max(prepared.array.shape))
+        probabilities = tiled_predict(
+            forward,
+            prepared.array[None],
+            tile,
+            device=device,
+            progress=report,
+            overlap=options.get("overlap", 0.25),
+            batch_size=options.get("batch_size", 4),
+        )
+    else:
+        # 2.5D: each sagittal slice (canonical axis 2) with `context` neighbours on each side.
+        context = int(options.get("context", 0))
+        volume = prepared.array
+        depth = volume.shape[2]
+        probabilities = None
+        tile = options.get("tile", max(volume.shape[:2]))
+        for x in range(depth):
+            picks = np.clip(np.arange(x - context, x + context + 1), 0, depth - 1)
+            stack = np.moveaxis(volume[:, :, picks], 2, 0)
+            out = tiled_predict(
+                forward, stack, tile, device=device, overlap=options.get("overlap", 0.25)
+            )
+            if probabilities is None:
+                probabilities = np.zeros((out.shape[0], *volume.shape), np.float32)
+            probabilities[:, :, :, x] = out
+            report(x + 1, depth)
+    probabilities = prepared.to_source(probabilities, order=1)
+    body = probabilities[body_index].sum(axis=0)
+    winner = probabilities.argmax(axis=0)
+    labels = np.zeros(image.shape, np.uint8)
+    labels[np.isin(winner, body_index)] = 1
+    if sacrum_index is not None:
+        labels[winner == sacrum_index] = SACRUM
+    labels = _postprocess(labels)
+    details = {"preprocessing": prepared.record, "model_spacing_mm": prepared.spacing}
+    return labels, body.astype(np.float32), details
+
+
+def _postprocess(labels: np.ndarray) -> np.ndarray:
+    """Seed 000: fill holes in each body (sagittal sections in 3D)."""
+    from scipy import ndimage
+
+    body = labels == 1
+    if labels.ndim == 2:
+        filled = ndimage.binary_fill_holes(body)
+    else:
+        filled = np.stack(
+            [ndimage.binary_fill_holes(body[:, :, x]) for x in range(body.shape[2])], axis=2
+        )
+    out = labels.copy()
+    out[filled & (labels == 0)] = 1
+    return out
+
+
+def analyze(
+    source: SpineImage | str | os.PathLike | np.ndarray,
+    *,
+    model: str | os.PathLike = "auto",
+    device: str = "auto",
+    tta: bool = False,
+    spacing: tuple[float, ...] | float | None = None,
+    progress: Progress | None = None,
+    **measure_options: Any,
+) -> AnalysisResult:
+    """Segment, label and measure the vertebral bodies of a radiograph or CT.
+
+    Parameters
+    ----------
+    source
+        A path (DICOM file or series folder, NIfTI, PNG/TIFF), a :class:`SpineImage`, or an
+        array in canonical axes with ``spacing``.
+    model
+        ``"auto"`` (CT: the non-learned baseline; radiographs: the first installed radiograph
+        model), :data:`CT_BASELINE`, a model name from the registry, or a path to a model card
+        or weights.
+    device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` …
+    tta
+        Flip test-time augmentation (left-right for radiographs and CT).
+    spacing
+        Spacing in mm, overriding the file's.
+    progress
+        Called with (stage, fraction done).
+    **measure_options
+        Passed to :func:`~napari_vertebra.core.measure.measure` (``top_level``, ``shift``,
+        ``lumbar_count`` …).
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    image = _as_image(source, spacing)
+    timings["read_s"] = time.perf_counter() - start
+
+    def stage(name: str, fraction: float) -> None:
+        if progress is not None:
+            progress(name, fraction)
+
+    card = None
+    chosen = str(model)
+    if chosen == "auto":
+        chosen = CT_BASELINE if image.modality == "CT" else _default_radiograph_model()
+    tick = time.perf_counter()
+    probabilities = None
+    details: dict[str, Any] = {}
+    stage("segmentation", 0.0)
+    if chosen == CT_BASELINE:
+        from .segment.ct_baseline import BASELINE_PARAMETERS, segment_ct_baseline
+
+        if image.modality != "CT" or image.ndim != 3:
+            raise SpineIOError(
+                image.source.get("path", "input"),
+                "the CT baseline needs a CT volume; radiographs need a learned model (--model)",
+            )
+        labels_array = segment_ct_baseline(image, progress=lambda f: stage("segmentation", f))
+        details = {"parameters": dict(BASELINE_PARAMETERS)}
+        device_used = "cpu"
+    else:
+        from .segment.inference import select_device
+        from .segment.registry import find_model
+
+        card = find_model(chosen)
+        device_used = select_device(device)
+        labels_array, probabilities, details = _segment_learned(
+            image, card, device_used, tta, progress
+        )
+    timings["segmentation_s"] = time.perf_counter() - tick
+    stage("measurement", 0.0)
+    tick = time.perf_counter()
+    label_image = image.with_array(labels_array, kind="labels")
+    measurement = measure(label_image, sacrum_label=SACRUM, **measure_options)
+    if probabilities is not None:
+        _add_segmentation_confidence(measurement, probabilities)
+    timings["measurement_s"] = time.perf_counter() - tick
+    timings["total_s"] = time.perf_counter() - start
+    stage("done", 1.0)
+    levels = measurement.level_map
+    summary = {
+        "input": {
+            "path": image.source.get("path"),
+            "format": image.source.get("format"),
+            "modality": image.modality,
+            "shape": list(image.shape),
+            "spacing_mm": list(image.spacing),
+            "series_uid": image.source.get("series_uid"),
+        },
+        "model": {
+            "name": card.name if card else CT_BASELINE,
+            "path": str(card.path) if card and card.path else None,
+            "sha256": card.sha256 if card else None,
+            "architecture": card.architecture if card else "hu-threshold baseline",
+            "training_data": card.training_data if card else "none (not learned)",
+        },
+        "device": device_used,
+        "tta": bool(tta),
+        "segmentation": details,
+        "measure_parameters": measurement.parameters,
+        "levels": measurement.table["level"].tolist(),
+        "versions": _versions(),
+        "timings_s": {k: round(v, 4) for k, v in timings.items()},
+    }
+    return AnalysisResult(
+        image=image,
+        labels=image.with_array(levels, kind="labels"),
+        measurement=measurement,
+        probabilities=probabilities,
+        summary=summary,
+    )
+
+
+def _default_radiograph_model() -> str:
+    from .segment.registry import USER_MODELS_VARIABLE, available_models
+
+    for name, card in available_models().items():
+        if card.modality == "XR":
+            return name
+    raise SpineIOError(
+        "model",
+        "no radiograph model is installed yet; give one with --model PATH (a model card or "
+        f"weights in napari-vertebra's format) or put it in ${USER_MODELS_VARIABLE}",
+    )
+
+
+def _add_segmentation_confidence(measurement: Measurement, probabilities: np.ndarray) -> None:
+    """Mean body probability inside each vertebra; the row's confidence is multiplied by it."""
+    table = measurement.table
+    values = []
+    for label in table["label"]:
+        inside = measurement.level_map == int(label)
+        values.append(float(probabilities[inside].mean()) if inside.any() else np.nan)
+    table["segmentation_confidence"] = np.round(values, 4)
+    combined = table["confidence"].astype(float) * table["segmentation_confidence"].fillna(1.0)
+    table["confidence"] = combined.round(4)

@@ -1,0 +1,228 @@
+"""A non-learned CT baseline: vertebral bodies from Hounsfield units, selectable like a model.
+
+Steps (all on a working grid of at least :data:`WORKING_SPACING_MM`, labels resampled back):
+
+1. Bone: Gaussian-smoothed HU above ``bone_hu``.
+2. Solid bone: holes filled in every sagittal and coronal section, with the top and bottom of
+   the field closed so that a body cut by the field is filled too. Axial sections are not
+   filled: there the spinal canal is a hole as well.
+3. Column: in each axial slice, the thickest solid point (largest inscribed circle) within
+   ``column_window_mm`` of the patient's left-right centre; median-filtered along the spine.
+4. Markers, one per vertebra: on the curved mid-sagittal section through the column, the
+   sagittally filled bone, eroded by ``marker_erosion_mm``, falls apart at the discs (a disc is
+   not enclosed by bone in the sagittal plane). Pieces near the column line that form a
+   regularly spaced chain are the vertebrae (the pelvis and coccyx fall outside it).
+5. Whole vertebrae: a watershed on the solid's distance map from the markers, within
+   ``column_radius_mm`` of the column, separates neighbours at their narrowest joins (discs,
+   facet joints).
+6. Bodies: each vertebra's body is cut from its arch
+   (:func:`~napari_vertebra.core.instances.isolate_body`). A last vertebra much larger than the
+   others is the sacrum: it is kept as label 26, one body height deep (its S1 part).
+
+The output is an instance label map: bodies ``101, 102, …`` from head to feet, sacrum 26; the
+measure step counts their levels from the sacrum. Thresholds are in HU and mm; their values
+were set on the two real CTs in ``shared/data`` (see docs/segmentation.md for the Dice they
+reach and where the method fails).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from scipy import ndimage
+
+from ..image import SpineImage
+from ..instances import isolate_body
+from ..labels import SACRUM
+from ..preprocess import resample
+
+#: Finest grid the baseline works on (mm); finer CTs are resampled (speed, memory).
+WORKING_SPACING_MM = 1.5
+#: First label of the body instances (above every VerSe level ID, so read as anonymous).
+FIRST_BODY_LABEL = 101
+
+BASELINE_PARAMETERS = {
+    # Cancellous bone of the lumbar bodies is about 100-250 HU; discs 70-100 HU after
+    # smoothing; 110 HU separated both real CTs best (120 HU already lost half the bodies of
+    # the 3 mm scan).
+    "bone_hu": 110.0,
+    "smoothing_mm": 1.0,
+    "column_window_mm": 35.0,
+    "column_radius_mm": 50.0,
+    "marker_erosion_mm": 3.0,
+    # Marker pieces smaller than this fraction of the median piece are dropped.
+    "marker_min_fraction": 0.25,
+    # A gap between markers larger than this multiple of the median gap ends the chain.
+    "chain_gap_factor": 1.7,
+    # The last vertebra is the sacrum when its volume exceeds this multiple of the median.
+    "sacrum_volume_factor": 1.6,
+}
+
+
+def _fill_sections(mask: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """Fill holes in every 2D section across each axis in ``axes``; the I ends count as closed."""
+    padded = np.pad(mask, ((1, 1), (0, 0), (0, 0)), constant_values=True)
+    out = padded.copy()
+    for axis in axes:
+        for k in range(padded.shape[axis]):
+            index = [slice(None)] * 3
+            index[axis] = k
+            section = tuple(index)
+            out[section] |= ndimage.binary_fill_holes(padded[section])
+    return out[1:-1]
+
+
+def _column_centre(solid: np.ndarray, hu: np.ndarray, spacing: np.ndarray, window_mm: float):
+    """Per axial slice (P, L) index of the vertebral column's body, and the thickness there."""
+    nz, _, nl = solid.shape
+    outline = hu > -500  # the patient (air is about -1000 HU)
+    thickness = np.zeros(nz)
+    centre = np.zeros((nz, 2))
+    columns = np.arange(nl)
+    for z in range(nz):
+        distance = ndimage.distance_transform_edt(solid[z], sampling=spacing[1:])
+        inside = np.nonzero(outline[z].any(axis=0))[0]
+        middle = (inside.min() + inside.max()) / 2 if len(inside) else nl / 2
+        near = np.abs(columns - middle) * spacing[2] <= window_mm
+        distance *= near[None, :]
+        row, col = np.unravel_index(np.argmax(distance), distance.shape)
+        thickness[z], centre[z] = distance[row, col], (row, col)
+    body_like = thickness >= 0.6 * np.percentile(thickness, 90)
+    if not body_like.any():
+        return centre, thickness
+    slices = np.arange(nz)
+    half = max(1, int(round(7.5 / spacing[0])))
+    for axis in range(2):
+        known = np.nonzero(body_like)[0]
+        filled = np.interp(slices, known, centre[known, axis])
+        centre[:, axis] = ndimage.median_filter(filled, size=2 * half + 1, mode="nearest")
+    return centre, thickness
+
+
+def _vertebra_markers(
+    sagittal_solid: np.ndarray, centre: np.ndarray, spacing: np.ndarray, parameters: dict
+) -> np.ndarray:
+    """Marker label map (1, 2, … head to feet) from the curved mid-sagittal section."""
+    nz, npp, nl = sagittal_solid.shape
+    lateral = np.clip(np.round(centre[:, 1]).astype(int), 0, nl - 1)
+    section = sagittal_solid[np.arange(nz), :, lateral]
+    steps = max(1, int(round(parameters["marker_erosion_mm"] / spacing[0])))
+    core = ndimage.binary_erosion(section, iterations=steps)
+    pieces, count = ndimage.label(core)
+    found = []
+    for k in range(1, count + 1):
+        rows, cols = np.nonzero(pieces == k)
+        area = len(rows) * spacing[0] * spacing[1]
+        # Near the column line, not the arch behind it.
+        offset = np.median(np.abs(cols - centre[rows, 0])) * spacing[1]
+        if offset <= 15.0:
+            found.append((rows.mean(), area, rows, cols))
+    found.sort(key=lambda piece: piece[0])
+    if len(found) > 2:
+        heights = np.array([piece[0] for piece in found])
+        gaps = np.diff(heights)
+        breaks = np.nonzero(gaps > parameters["chain_gap_factor"] * np.median(gaps))[0] + 1
+        chains = np.split(np.arange(len(found)), breaks)
+        found = [found[i] for i in max(chains, key=len)]
+    if found:
+        typical = np.median([piece[1] for piece in found])
+        found = [p for p in found if p[1] >= parameters["marker_min_fraction"] * typical]
+    markers = np.zeros(sagittal_solid.shape, np.int32)
+    half = max(1, int(round(4.0 / spacing[2])))
+    for value, (_, _, rows, cols) in enumerate(found, start=1):
+        for row, col in zip(rows, cols, strict=True):
+            lat = lateral[row]
+            markers[row, col, max(0, lat - half) : lat + half + 1] = value
+    return markers
+
+
+def _within_column(shape: tuple[int, ...], centre: np.ndarray, spacing: np.ndarray, radius: float):
+    ap = (np.arange(shape[1])[None, :, None] - centre[:, 0][:, None, None]) * spacing[1]
+    lr = (np.arange(shape[2])[None, None, :] - centre[:, 1][:, None, None]) * spacing[2]
+    return ap**2 + lr**2 <= radius**2
+
+
+def segment_ct_baseline(
+    image: SpineImage,
+    progress: Callable[[float], None] | None = None,
+    parameters: dict | None = None,
+) -> np.ndarray:
+    """Vertebral-body instance labels of a CT volume, without any learned weights.
+
+    Parameters
+    ----------
+    image
+        CT in canonical axes (I, P, L) and Hounsfield units.
+    progress
+        Called with the fraction done.
+    parameters
+        Overrides of :data:`BASELINE_PARAMETERS`.
+
+    Returns
+    -------
+    numpy.ndarray
+        uint8 labels on the image's grid: bodies 101, 102, … head to feet, sacrum 26, else 0.
+    """
+    from skimage.segmentation import watershed
+
+    settings = {**BASELINE_PARAMETERS, **(parameters or {})}
+    if image.ndim != 3 or image.spacing is None:
+        raise ValueError("the CT baseline needs a 3D CT with its voxel spacing")
+
+    def report(fraction: float) -> None:
+        if progress is not None:
+            progress(fraction)
+
+    volume = image.array.astype(np.float32, copy=False)
+    target = tuple(max(s, WORKING_SPACING_MM) for s in image.spacing)
+    mapping = None
+    if any(t > s + 1e-6 for t, s in zip(target, image.spacing, strict=True)):
+        volume, mapping = resample(volume, image.spacing, target, order=1)
+        spacing = np.array(mapping.target_spacing)
+    else:
+        spacing = np.array(image.spacing, dtype=float)
+    hu = ndimage.gaussian_filter(volume, settings["smoothing_mm"] / spacing)
+    bone = hu > settings["bone_hu"]
+    report(0.1)
+    sagittal = _fill_sections(bone, (2,))
+    solid = _fill_sections(bone, (1,)) | sagittal
+    report(0.4)
+    centre, _ = _column_centre(solid, hu, spacing, settings["column_window_mm"])
+    markers = _vertebra_markers(sagittal, centre, spacing, settings)
+    markers[~solid] = 0
+    count = int(markers.max())
+    out = np.zeros(volume.shape, np.uint8)
+    if count == 0:
+        report(1.0)
+        return np.zeros(image.shape, np.uint8)
+    region = solid & _within_column(solid.shape, centre, spacing, settings["column_radius_mm"])
+    distance = ndimage.distance_transform_edt(solid, sampling=spacing)
+    whole = watershed(-distance, markers, mask=region)
+    report(0.7)
+    volumes = ndimage.sum_labels(region, whole, index=np.arange(1, count + 1))
+    is_sacrum = count >= 3 and volumes[-1] > settings["sacrum_volume_factor"] * np.median(
+        volumes[:-1]
+    )
+    heights = []
+    for value in range(1, count + 1):
+        vertebra = whole == value
+        if not vertebra.any():
+            continue
+        if value == count and is_sacrum:
+            # S1 only: one typical body height below the sacrum's top.
+            rows = np.nonzero(vertebra.any(axis=(1, 2)))[0]
+            depth = int(np.median(heights)) if heights else len(rows)
+            vertebra[rows.min() + depth :] = False
+            body = isolate_body(vertebra)
+            out[body] = SACRUM
+            continue
+        body = isolate_body(vertebra)
+        rows = np.nonzero(body.any(axis=(1, 2)))[0]
+        heights.append(rows.max() - rows.min() + 1)
+        out[body] = FIRST_BODY_LABEL + value - 1
+    report(0.9)
+    if mapping is not None:
+        out = mapping.to_source(out, order=0)
+    report(1.0)
+    return out
