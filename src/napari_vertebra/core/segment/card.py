@@ -134,6 +134,7 @@ def verify(card: ModelCard) -> Path:
 
 def load_network(card: ModelCard, device: str = "cpu"):
     """Build the card's network and load its verified weights (eval mode, on ``device``)."""
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -155,7 +156,10 @@ def load_network(card: ModelCard, device: str = "cpu"):
         raise ModelFormatError(
             weights, f"weights do not fit the card's {card.architecture} ({first})"
         ) from err
-    return network.eval().to(device)
+    network = network.eval().to(device)
+    # Every architecture here is 2D: channels-last weights match the channels-last inputs of
+    # :func:`~napari_vertebra.core.segment.inference.probability_forward`.
+    return network.to(memory_format=torch.channels_last)
 
 
 def save_model(

@@ -148,6 +148,10 @@ def probability_forward(
 
     def probabilities(batch: torch.Tensor) -> torch.Tensor:
         use_amp = batch.device.type == "cuda" if amp is None else amp
+        if batch.ndim == 4:
+            # oneDNN/cuDNN convolutions run faster on channels-last tensors (CPU: 1024² ResNet34
+            # U-Net 2.5 -> 1.9 s on 2 threads).
+            batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(batch.device.type, dtype=torch.float16, enabled=use_amp):
             logits = network(batch)
         if isinstance(logits, dict):
