@@ -7,7 +7,8 @@ Cases (each run in a fresh process so that its peak resident memory is its own):
 - CT: a 512 × 512 × 300 volume (a CT phantom at 0.7 × 0.7 × 1.0 mm placed in air) through the
   non-learned CT baseline;
 - the same radiograph on CUDA when a GPU is available.
-Then the baseline's vertebral-body Dice on the two real CTs in ../shared/data.
+Then the baseline's vertebral-body Dice on the two real CTs in ../shared/data and on CT
+phantoms (with whether all their levels came out right).
 
 Run: python benchmarks/bench_analyze.py [--repeats 3] [--skip-dice]
 """
@@ -133,10 +134,32 @@ def baseline_dice() -> None:
         )
 
 
+def baseline_on_phantoms(n: int) -> None:
+    import numpy as np
+
+    from napari_vertebra import analyze, make_phantom
+
+    scores, right = [], 0
+    for seed in range(n):
+        phantom = make_phantom("ct", seed=seed)
+        result = analyze(phantom.image)
+        truth = phantom.labels.array > 0
+        ours = result.labels.array > 0
+        scores.append(2 * np.count_nonzero(ours & truth) / (ours.sum() + truth.sum()))
+        expected = [v["level"] for v in phantom.truth["vertebrae"]]
+        expected += ["S1"] if phantom.truth["sacrum"] else []
+        right += result.table["level"].tolist() == expected
+    print(
+        f"CT baseline on {n} CT phantoms: Dice median {np.median(scores):.3f} "
+        f"(range {min(scores):.3f}-{max(scores):.3f}); levels all right in {right} of {n}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-dice", action="store_true")
+    parser.add_argument("--phantoms", type=int, default=12, help="CT phantoms for the baseline")
     args = parser.parse_args()
     import torch
 
@@ -161,6 +184,7 @@ def main() -> None:
     )
     if not args.skip_dice:
         baseline_dice()
+        baseline_on_phantoms(args.phantoms)
 
 
 if __name__ == "__main__":

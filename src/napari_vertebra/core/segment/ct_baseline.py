@@ -16,7 +16,8 @@ Steps (all on a working grid of at least :data:`WORKING_SPACING_MM`, labels resa
    ``column_radius_mm`` of the column, separates neighbours at their narrowest joins (discs,
    facet joints).
 6. Bodies: each vertebra's body is cut from its arch
-   (:func:`~napari_vertebra.core.instances.isolate_body`). A last vertebra much larger than the
+   (:func:`~napari_vertebra.core.instances.isolate_body`) and trimmed to its endplates (the
+   non-bone ends of each column along I are disc). A last vertebra much larger than the
    others is the sacrum: it is kept as label 26, one body height deep (its S1 part).
 
 The output is an instance label map: bodies ``101, 102, …`` from head to feet, sacrum 26; the
@@ -137,6 +138,23 @@ def _vertebra_markers(
     return markers
 
 
+def _trim_to_endplates(body: np.ndarray, bone: np.ndarray) -> np.ndarray:
+    """Drop the non-bone voxels at the cranial and caudal ends of each (P, L) column of a body.
+
+    Filling sections closes the discs too where bone surrounds them; a disc lies beyond the
+    endplate, so along I it is the non-bone stretch at a column's end. Ends at the image border
+    are kept (a body cut by the field keeps its marrow up to the edge).
+    """
+    n = body.shape[0]
+    rows = np.arange(n)[:, None, None]
+    bony = body & bone
+    first = np.argmax(bony, axis=0)
+    last = n - 1 - np.argmax(bony[::-1], axis=0)
+    first = np.where(np.argmax(body, axis=0) == 0, 0, first)
+    last = np.where(n - 1 - np.argmax(body[::-1], axis=0) == n - 1, n - 1, last)
+    return body & bony.any(axis=0) & (rows >= first) & (rows <= last)
+
+
 def _within_column(shape: tuple[int, ...], centre: np.ndarray, spacing: np.ndarray, radius: float):
     ap = (np.arange(shape[1])[None, :, None] - centre[:, 0][:, None, None]) * spacing[1]
     lr = (np.arange(shape[2])[None, None, :] - centre[:, 1][:, None, None]) * spacing[2]
@@ -214,10 +232,11 @@ def segment_ct_baseline(
             rows = np.nonzero(vertebra.any(axis=(1, 2)))[0]
             depth = int(np.median(heights)) if heights else len(rows)
             vertebra[rows.min() + depth :] = False
-            body = isolate_body(vertebra)
-            out[body] = SACRUM
+            out[_trim_to_endplates(isolate_body(vertebra), bone)] = SACRUM
             continue
-        body = isolate_body(vertebra)
+        body = _trim_to_endplates(isolate_body(vertebra), bone)
+        if not body.any():
+            continue
         rows = np.nonzero(body.any(axis=(1, 2)))[0]
         heights.append(rows.max() - rows.min() + 1)
         out[body] = FIRST_BODY_LABEL + value - 1
