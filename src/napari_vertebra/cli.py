@@ -52,25 +52,44 @@ def _phantom(args: argparse.Namespace) -> int:
     return 0
 
 
-def _measure(args: argparse.Namespace) -> int:
-    from .core.measure import measure, write_measurement
-
+def _level_options(args: argparse.Namespace) -> dict:
+    """Level-counting options shared by ``measure`` and ``analyze``."""
     anchor = None
     if args.anchor:
         index, _, name = args.anchor.partition(":")
         anchor = (int(index) - 1, name)
+    return {
+        "top_level": args.top_level,
+        "anchor": anchor,
+        "shift": args.shift,
+        "lumbar_count": args.lumbar_count,
+        "thoracic_count": args.thoracic_count,
+    }
+
+
+def _add_level_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--top-level", default=None, help="level of the most cranial body, e.g. T11"
+    )
+    parser.add_argument(
+        "--anchor", default=None, help="INDEX:LEVEL, e.g. 3:L1 (the third body from the top is L1)"
+    )
+    parser.add_argument("--shift", type=int, default=0, help="shift all levels by K")
+    parser.add_argument("--lumbar-count", type=int, default=5, choices=(4, 5, 6))
+    parser.add_argument("--thoracic-count", type=int, default=12, choices=(11, 12, 13))
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from .core.measure import measure, write_measurement
+
     result = measure(
         args.labels,
         image=args.image,
         spacing=args.spacing,
         scheme=args.scheme,
-        top_level=args.top_level,
-        anchor=anchor,
-        shift=args.shift,
-        lumbar_count=args.lumbar_count,
-        thoracic_count=args.thoracic_count,
         body_mask=args.body_mask,
         whole_vertebrae=args.whole_vertebrae or None,
+        **_level_options(args),
     )
     paths = write_measurement(result, args.output, overwrite=args.overwrite)
     _print_rows(result.table)
@@ -97,11 +116,6 @@ def _analyze(args: argparse.Namespace) -> int:
     def progress(stage: str, fraction: float) -> None:
         print(f"\r{stage} {100 * fraction:3.0f} %", end="", file=sys.stderr, flush=True)
 
-    options = {"top_level": args.top_level, "shift": args.shift}
-    if args.lumbar_count != 5:
-        options["lumbar_count"] = args.lumbar_count
-    if args.thoracic_count != 12:
-        options["thoracic_count"] = args.thoracic_count
     result = analyze(
         args.input,
         model=args.model,
@@ -109,7 +123,7 @@ def _analyze(args: argparse.Namespace) -> int:
         tta=args.tta,
         spacing=args.spacing,
         progress=progress,
-        **options,
+        **_level_options(args),
     )
     print(file=sys.stderr)
     paths = result.write(args.output, overwrite=args.overwrite)
@@ -237,13 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="labels include posterior elements: cut them off first",
     )
-    meas.add_argument("--top-level", default=None, help="level of the most cranial body, e.g. T11")
-    meas.add_argument(
-        "--anchor", default=None, help="INDEX:LEVEL, e.g. 3:L1 (the third body from the top is L1)"
-    )
-    meas.add_argument("--shift", type=int, default=0, help="shift all levels by K")
-    meas.add_argument("--lumbar-count", type=int, default=5, choices=(4, 5, 6))
-    meas.add_argument("--thoracic-count", type=int, default=12, choices=(11, 12, 13))
+    _add_level_options(meas)
     meas.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     meas.set_defaults(func=_measure)
 
@@ -261,10 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ana.add_argument("--tta", action="store_true", help="flip test-time augmentation")
     ana.add_argument("--spacing", type=float, default=None, help="pixel spacing in mm")
-    ana.add_argument("--top-level", default=None, help="level of the most cranial body")
-    ana.add_argument("--shift", type=int, default=0, help="shift all levels by K")
-    ana.add_argument("--lumbar-count", type=int, default=5, choices=(4, 5, 6))
-    ana.add_argument("--thoracic-count", type=int, default=12, choices=(11, 12, 13))
+    _add_level_options(ana)
     ana.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ana.set_defaults(func=_analyze)
 

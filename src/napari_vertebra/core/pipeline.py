@@ -353,11 +353,13 @@ def _default_radiograph_model() -> str:
 
 def _add_segmentation_confidence(measurement: Measurement, probabilities: np.ndarray) -> None:
     """Mean body probability inside each vertebra; the row's confidence is multiplied by it."""
+    from scipy import ndimage
+
     table = measurement.table
-    values = []
-    for label in table["label"]:
-        inside = measurement.level_map == int(label)
-        values.append(float(probabilities[inside].mean()) if inside.any() else np.nan)
+    labels = [int(v) for v in table["label"]]
+    present = np.isin(labels, np.unique(measurement.level_map))
+    means = ndimage.mean(probabilities, labels=measurement.level_map, index=labels)
+    values = np.where(present, means, np.nan)
     table["segmentation_confidence"] = np.round(values, 4)
     combined = table["confidence"].astype(float) * table["segmentation_confidence"].fillna(1.0)
     table["confidence"] = combined.round(4)

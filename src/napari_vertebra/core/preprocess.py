@@ -45,6 +45,13 @@ class PreprocessError(ValueError):
     """A preprocessing step that is unknown or has bad arguments."""
 
 
+def _to_grid(points: np.ndarray, shape: Sequence[int], new_shape: Sequence[int]) -> np.ndarray:
+    """Pixel indices on a grid of ``shape`` to indices on the same extent cut into ``new_shape``
+    (pixel centres: ``(i + 0.5) * new / old - 0.5``)."""
+    factors = np.array(new_shape, dtype=float) / np.array(shape, dtype=float)
+    return (np.asarray(points, dtype=float) + 0.5) * factors - 0.5
+
+
 @dataclass(frozen=True)
 class Letterbox:
     """Aspect-preserving resize into a square (or given) frame with zero padding.
@@ -68,14 +75,11 @@ class Letterbox:
     offset: tuple[int, ...]
 
     def to_model_points(self, points: np.ndarray) -> np.ndarray:
-        points = np.asarray(points, dtype=float)
-        factors = np.array(self.resized_shape) / np.array(self.source_shape)
-        return (points + 0.5) * factors - 0.5 + np.array(self.offset)
+        return _to_grid(points, self.source_shape, self.resized_shape) + np.array(self.offset)
 
     def to_source_points(self, points: np.ndarray) -> np.ndarray:
-        points = np.asarray(points, dtype=float)
-        factors = np.array(self.resized_shape) / np.array(self.source_shape)
-        return (points - np.array(self.offset) + 0.5) / factors - 0.5
+        shifted = np.asarray(points, dtype=float) - np.array(self.offset)
+        return _to_grid(shifted, self.resized_shape, self.source_shape)
 
     def to_source(self, array: np.ndarray, order: int = 1) -> np.ndarray:
         """Crop the padding off ``array`` (model grid, channels first allowed) and resize back."""
@@ -96,12 +100,10 @@ class Resampling:
     target_spacing: tuple[float, ...]
 
     def to_model_points(self, points: np.ndarray) -> np.ndarray:
-        factors = np.array(self.target_shape) / np.array(self.source_shape)
-        return (np.asarray(points, dtype=float) + 0.5) * factors - 0.5
+        return _to_grid(points, self.source_shape, self.target_shape)
 
     def to_source_points(self, points: np.ndarray) -> np.ndarray:
-        factors = np.array(self.target_shape) / np.array(self.source_shape)
-        return (np.asarray(points, dtype=float) + 0.5) / factors - 0.5
+        return _to_grid(points, self.target_shape, self.source_shape)
 
     def to_source(self, array: np.ndarray, order: int = 1) -> np.ndarray:
         spatial = len(self.source_shape)

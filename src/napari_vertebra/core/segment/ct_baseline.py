@@ -210,10 +210,10 @@ def segment_ct_baseline(
     markers = _vertebra_markers(sagittal, centre, spacing, settings)
     markers[~solid] = 0
     count = int(markers.max())
-    out = np.zeros(volume.shape, np.uint8)
     if count == 0:
         report(1.0)
         return np.zeros(image.shape, np.uint8)
+    out = np.zeros(volume.shape, np.uint8)
     region = solid & _within_column(solid.shape, centre, spacing, settings["column_radius_mm"])
     distance = ndimage.distance_transform_edt(solid, sampling=spacing)
     whole = watershed(-distance, markers, mask=region)
