@@ -6,6 +6,7 @@ import torch
 
 from napari_vertebra.core.segment.card import ModelFormatError, load_network, read_card, save_model
 from napari_vertebra.core.segment.inference import (
+    fuse_for_inference,
     probability_forward,
     select_device,
     tiled_predict,
@@ -150,6 +151,32 @@ def test_registry_finds_user_models_by_name_and_path(tmp_path, monkeypatch):
     assert get_network(card) is get_network(card)
     with pytest.raises(ModelFormatError, match="tiny-xr"):
         find_model("no-such-model")
+
+
+@pytest.mark.parametrize("architecture", ["unet", "multitask_unet", "slice_classifier"])
+def test_batch_norms_fold_into_convolutions_without_changing_outputs(architecture):
+    torch.manual_seed(0)
+    network = build_network(architecture, **TINY[architecture])
+    # Running statistics away from their initial values, so that folding has work to do.
+    network.train()
+    with torch.no_grad():
+        for _ in range(3):
+            network(torch.randn(2, 1, 64, 64) * 3 + 1)
+    network.eval()
+    fused = fuse_for_inference(network)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        expected, actual = network(x), fused(x)
+    if isinstance(expected, dict):
+        assert expected.keys() == actual.keys()
+        pairs = [(expected[k], actual[k]) for k in expected]
+    else:
+        pairs = [(expected, actual)]
+    for e, a in pairs:
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="eval mode"):
+        fuse_for_inference(network.train())
 
 
 def test_device_selection():

@@ -15,6 +15,7 @@ import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,8 @@ class AnalysisResult:
         return paths
 
 
-def _versions() -> dict[str, str]:
+@lru_cache(maxsize=1)
+def _installed_versions() -> tuple[tuple[str, str], ...]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
@@ -102,7 +104,12 @@ def _versions() -> dict[str, str]:
             out[package] = version(package)
         except PackageNotFoundError:
             out[package] = "not installed"
-    return out
+    return tuple(out.items())
+
+
+def _versions() -> dict[str, str]:
+    # Read once per process: package metadata does not change while it runs.
+    return dict(_installed_versions())
 
 
 def _as_image(source: SpineImage | str | os.PathLike | np.ndarray, spacing) -> SpineImage:

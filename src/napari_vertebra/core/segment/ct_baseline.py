@@ -19,6 +19,10 @@ Steps (all on a working grid of at least :data:`WORKING_SPACING_MM`, labels resa
    (:func:`~napari_vertebra.core.instances.isolate_body`) and trimmed to its endplates (the
    non-bone ends of each column along I are disc). A last vertebra much larger than the
    others is the sacrum: it is kept as label 26, one body height deep (its S1 part).
+7. Merged bodies: where fatty marrow is as dark as the discs, step 4 finds one marker for
+   several vertebrae. A body taller than any single one is split at its discs: the endplates
+   are peaks of the median HU along the column line, and between them the short intervals are
+   discs, the long ones bodies. Each body's sections are then hole-filled.
 
 The output is an instance label map: bodies ``101, 102, …`` from head to feet, sacrum 26; the
 measure step counts their levels from the sacrum. Thresholds are in HU and mm; their values
@@ -58,6 +62,13 @@ BASELINE_PARAMETERS = {
     "chain_gap_factor": 1.7,
     # The last vertebra is the sacrum when its volume exceeds this multiple of the median.
     "sacrum_volume_factor": 1.6,
+    # A body taller than this (mm), or than 1.5 times the median of the others, holds more
+    # than one vertebra: the largest lumbar bodies are about 35 mm tall.
+    "merged_body_mm": 40.0,
+    # Endplates: peaks of the median HU near the column line at least this prominent (HU);
+    # intervals between them at most this long (mm) can be discs (lumbar discs are 8-12 mm).
+    "endplate_prominence_hu": 40.0,
+    "disc_max_mm": 15.0,
 }
 
 
@@ -143,16 +154,145 @@ def _trim_to_endplates(body: np.ndarray, bone: np.ndarray) -> np.ndarray:
 
     Filling sections closes the discs too where bone surrounds them; a disc lies beyond the
     endplate, so along I it is the non-bone stretch at a column's end. Ends at the image border
-    are kept (a body cut by the field keeps its marrow up to the edge).
+    are kept (a body cut by the field keeps its marrow up to the edge). A column with no bone
+    is dropped unless columns with bone surround it (a thin endplate missed by the threshold
+    in fatty marrow): it then takes the ends of the nearest column with bone.
     """
     n = body.shape[0]
     rows = np.arange(n)[:, None, None]
     bony = body & bone
+    has_bone = bony.any(axis=0)
     first = np.argmax(bony, axis=0)
     last = n - 1 - np.argmax(bony[::-1], axis=0)
     first = np.where(np.argmax(body, axis=0) == 0, 0, first)
     last = np.where(n - 1 - np.argmax(body[::-1], axis=0) == n - 1, n - 1, last)
-    return body & bony.any(axis=0) & (rows >= first) & (rows <= last)
+    keep = ndimage.binary_fill_holes(has_bone)
+    if has_bone.any() and (keep & ~has_bone).any():
+        nearest = ndimage.distance_transform_edt(
+            ~has_bone, return_distances=False, return_indices=True
+        )
+        first, last = first[tuple(nearest)], last[tuple(nearest)]
+    return body & keep & (rows >= first) & (rows <= last)
+
+
+def _column_profile(hu: np.ndarray, centre: np.ndarray, spacing: np.ndarray, radius_mm: float):
+    """Median HU per axial slice within ``radius_mm`` of the column line."""
+    ap = (np.arange(hu.shape[1])[:, None] - centre[:, 0][:, None, None]) * spacing[1]
+    lr = (np.arange(hu.shape[2])[None, :] - centre[:, 1][:, None, None]) * spacing[2]
+    near = ap**2 + lr**2 <= radius_mm**2
+    return np.array([np.median(hu[z][near[z]]) for z in range(hu.shape[0])])
+
+
+def _disc_intervals(
+    profile: np.ndarray, spacing_i: float, parameters: dict
+) -> list[tuple[int, int]]:
+    """Row intervals (first, last) of the discs inside a stretch of column holding several bodies.
+
+    Endplates are the bright peaks of the profile. Between consecutive peaks, bodies and discs
+    alternate; the discs are the parity with the shorter intervals (in a dark, fatty marrow a
+    disc is no darker than the marrow, but it is always shorter than the bodies beside it).
+    """
+    from scipy.signal import find_peaks
+
+    peaks, _ = find_peaks(
+        profile,
+        prominence=parameters["endplate_prominence_hu"],
+        distance=max(1, int(round(3.0 / spacing_i))),
+    )
+    lengths = np.diff(peaks) * spacing_i
+    if len(lengths) == 0:
+        return []
+    if len(lengths) == 1:
+        parity = 0 if lengths[0] <= parameters["disc_max_mm"] else None
+    else:
+        even, odd = lengths[0::2].mean(), lengths[1::2].mean()
+        parity = 0 if even < odd else 1
+        if min(even, odd) > 0.75 * max(even, odd):
+            parity = None
+    if parity is None:
+        return []
+    return [
+        (int(peaks[k]) + 1, int(peaks[k + 1]) - 1)
+        for k in range(parity, len(lengths), 2)
+        if lengths[k] <= parameters["disc_max_mm"] and peaks[k + 1] - peaks[k] > 1
+    ]
+
+
+def _disc_cut(
+    body: np.ndarray, bone: np.ndarray, disc: tuple[int, int], spacing_i: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per (P, L) column, the last row above and the first row below one disc.
+
+    ``disc`` holds the disc's rows on the column line; a tilted or wedged disc lies higher or
+    lower at the body's edge, so each column takes the non-bone run nearest to it (within
+    4 mm) between the endplates.
+    """
+    top, bottom = disc
+    margin = max(1, int(round(4.0 / spacing_i)))
+    low, high = max(0, top - margin), min(body.shape[0] - 1, bottom + margin)
+    above = np.full(body.shape[1:], top - 1)
+    below = np.full(body.shape[1:], bottom + 1)
+    window = body[low : high + 1] & ~bone[low : high + 1]
+    for p, lat in zip(*np.nonzero(body[low : high + 1].any(axis=0)), strict=True):
+        gaps, count = ndimage.label(window[:, p, lat])
+        if count == 0:
+            continue
+        rows = np.arange(low, high + 1)
+        overlap = [
+            np.count_nonzero((gaps == k) & (rows >= top) & (rows <= bottom))
+            for k in range(1, count + 1)
+        ]
+        best = int(np.argmax(overlap)) + 1
+        if overlap[best - 1] == 0:
+            continue
+        run = rows[gaps == best]
+        above[p, lat], below[p, lat] = run.min() - 1, run.max() + 1
+    return above, below
+
+
+def _split_merged_body(
+    body: np.ndarray,
+    bone: np.ndarray,
+    profile: np.ndarray,
+    spacing: np.ndarray,
+    limit_mm: float,
+    parameters: dict,
+) -> list[np.ndarray]:
+    """Split a body that holds several vertebrae at its discs; otherwise return it alone."""
+    rows = np.nonzero(body.any(axis=(1, 2)))[0]
+    first, last = int(rows.min()), int(rows.max())
+    if (last - first + 1) * spacing[0] <= limit_mm:
+        return [body]
+    discs = _disc_intervals(profile[first : last + 1], spacing[0], parameters)
+    if not discs:
+        return [body]
+    index = np.arange(body.shape[0])[:, None, None]
+    pieces, start = [], np.full(body.shape[1:], first)
+    for top, bottom in discs:
+        above, below = _disc_cut(body, bone, (first + top, first + bottom), spacing[0])
+        pieces.append(body & (index >= start) & (index <= above))
+        start = below
+    pieces.append(body & (index >= start))
+    return [piece for piece in pieces if piece.any()]
+
+
+def _fill_body(body: np.ndarray) -> np.ndarray:
+    """Fill the holes of a body in every section along each axis (gaps of an unclosed shell)."""
+    box = ndimage.find_objects(body.astype(np.uint8))[0]
+    filled = body[box].copy()
+    for axis in range(3):
+        for k in range(filled.shape[axis]):
+            index = [slice(None)] * 3
+            index[axis] = k
+            filled[tuple(index)] = ndimage.binary_fill_holes(filled[tuple(index)])
+    out = body.copy()
+    out[box] = filled
+    return out
+
+
+def _height_rows(body: np.ndarray) -> int:
+    rows = np.nonzero(body.any(axis=(1, 2)))[0]
+    return int(rows.max() - rows.min() + 1)
 
 
 def _within_column(shape: tuple[int, ...], centre: np.ndarray, spacing: np.ndarray, radius: float):
@@ -222,24 +362,35 @@ def segment_ct_baseline(
     is_sacrum = count >= 3 and volumes[-1] > settings["sacrum_volume_factor"] * np.median(
         volumes[:-1]
     )
-    heights = []
+    bodies, sacrum = [], None
     for value in range(1, count + 1):
         vertebra = whole == value
         if not vertebra.any():
             continue
         if value == count and is_sacrum:
-            # S1 only: one typical body height below the sacrum's top.
-            rows = np.nonzero(vertebra.any(axis=(1, 2)))[0]
-            depth = int(np.median(heights)) if heights else len(rows)
-            vertebra[rows.min() + depth :] = False
-            out[_trim_to_endplates(isolate_body(vertebra), bone)] = SACRUM
+            sacrum = vertebra
             continue
         body = _trim_to_endplates(isolate_body(vertebra), bone)
-        if not body.any():
-            continue
-        rows = np.nonzero(body.any(axis=(1, 2)))[0]
-        heights.append(rows.max() - rows.min() + 1)
-        out[body] = FIRST_BODY_LABEL + value - 1
+        if body.any():
+            bodies.append(body)
+    heights = [_height_rows(body) for body in bodies]
+    typical = float(np.median(heights)) * spacing[0] if len(bodies) >= 3 else np.inf
+    limit = min(settings["merged_body_mm"], 1.5 * typical)
+    profile = _column_profile(hu, centre, spacing, radius_mm=8.0)
+    bodies = [
+        piece
+        for body in bodies
+        for piece in _split_merged_body(body, bone, profile, spacing, limit, settings)
+    ]
+    for number, body in enumerate(bodies):
+        out[_fill_body(body) & (out == 0)] = FIRST_BODY_LABEL + number
+    if sacrum is not None:
+        # S1 only: one typical body height below the sacrum's top.
+        rows = np.nonzero(sacrum.any(axis=(1, 2)))[0]
+        heights = [_height_rows(body) for body in bodies]
+        depth = int(np.median(heights)) if heights else len(rows)
+        sacrum[rows.min() + depth :] = False
+        out[_trim_to_endplates(isolate_body(sacrum), bone)] = SACRUM
     report(0.9)
     if mapping is not None:
         out = mapping.to_source(out, order=0)

@@ -38,6 +38,24 @@ def select_device(device: str = "auto") -> str:
     return device
 
 
+def fuse_for_inference(network: torch.nn.Module) -> torch.nn.Module:
+    """A copy of an eval-mode network with each batch norm folded into the convolution before it.
+
+    Folding saves the batch-norm passes (about 10 % of a ResNet34 U-Net's CPU time on 1024²)
+    and changes outputs only by float rounding. Networks that torch.fx cannot trace are
+    returned unchanged. The result is for inference only: it cannot be trained.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    if network.training:
+        raise ValueError("fuse_for_inference needs a network in eval mode")
+    try:
+        fused = fuse(network)
+    except Exception:  # noqa: BLE001 - tracing fails in many ways; the unfused network is fine
+        return network
+    return fused.to(memory_format=torch.channels_last)
+
+
 def _window(shape: Sequence[int], overlap: float) -> np.ndarray:
     """Separable weights: 1 in the tile's middle, cosine ramps over the overlap at its edges."""
     weights = np.ones(tuple(shape), dtype=np.float32)

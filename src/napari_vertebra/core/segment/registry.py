@@ -83,11 +83,20 @@ def find_model(name_or_path: str | os.PathLike) -> ModelCard:
 
 @lru_cache(maxsize=4)
 def _cached_network(card_path: str, sha256: str, device: str):
-    return load_network(read_card(card_path), device)
+    from .inference import fuse_for_inference
+
+    return fuse_for_inference(load_network(read_card(card_path), device))
 
 
 def get_network(card: ModelCard, device: str = "cpu"):
-    """The card's network on ``device``, loaded once per (weights hash, device)."""
+    """The card's network on ``device`` for inference, loaded once per (weights hash, device).
+
+    Batch norms are folded into their convolutions
+    (:func:`~napari_vertebra.core.segment.inference.fuse_for_inference`); use
+    :func:`~napari_vertebra.core.segment.card.load_network` for a network to train.
+    """
+    from .inference import fuse_for_inference
+
     if card.path is None:
-        return load_network(card, device)
+        return fuse_for_inference(load_network(card, device))
     return _cached_network(str(card.path), card.sha256, device)
