@@ -488,3 +488,56 @@ def body_landmarks(
         margin = max(CORNER_MARGIN_MM, 1.5 * float(np.max(spacing)))
         return profile_landmarks(mask, spacing, origin, e_cc=e_cc_hint, corner_margin_mm=margin)
     return volume_landmarks(mask, spacing, origin, e_cc_hint=e_cc_hint)
+
+
+def geometry_from_landmarks(
+    geometry: BodyGeometry, landmarks: dict[str, np.ndarray | list[float]]
+) -> BodyGeometry:
+    """The body's geometry after some of its landmarks were moved (by hand, in napari).
+
+    Landmarks not in ``landmarks`` stay where they were. Heights become the distances between
+    the upper and lower landmark of each name; the body's frame (``e_cc``, ``e_ap``) and centre
+    stay, the depth is the mean anterior-posterior extent of the two endplates along ``e_ap``,
+    and the height profile is interpolated linearly between the three heights. The fit residual
+    is NaN: the landmarks no longer come from a fit.
+    """
+    unknown = set(landmarks) - set(LANDMARK_NAMES)
+    if unknown:
+        raise ValueError(f"unknown landmark names {sorted(unknown)}; known: {LANDMARK_NAMES}")
+    marks = {
+        name: np.asarray(point, dtype=float).copy() for name, point in geometry.landmarks.items()
+    }
+    for name, point in landmarks.items():
+        point = np.asarray(point, dtype=float)
+        if point.shape != marks[name].shape or not np.all(np.isfinite(point)):
+            raise ValueError(f"landmark {name} must be {marks[name].shape[0]} finite coordinates")
+        marks[name] = point
+    heights = {
+        name: float(np.linalg.norm(marks[f"lower_{name}"] - marks[f"upper_{name}"]))
+        for name in ("anterior", "middle", "posterior")
+    }
+    depth = float(
+        np.mean(
+            [
+                abs((marks[f"{plate}_posterior"] - marks[f"{plate}_anterior"]) @ geometry.e_ap)
+                for plate in ("upper", "lower")
+            ]
+        )
+    )
+    profile = np.interp(
+        PROFILE_FRACTIONS,
+        (0.0, 0.5, 1.0),
+        (heights["anterior"], heights["middle"], heights["posterior"]),
+    )
+    return BodyGeometry(
+        landmarks=marks,
+        anterior_height_mm=heights["anterior"],
+        middle_height_mm=heights["middle"],
+        posterior_height_mm=heights["posterior"],
+        center=geometry.center,
+        e_cc=geometry.e_cc,
+        e_ap=geometry.e_ap,
+        depth_mm=depth,
+        fit_residual_mm=float("nan"),
+        height_profile=profile,
+    )

@@ -20,7 +20,7 @@ from .image import SpineImage
 from .instances import extract_instances
 from .io import SpineIOError, read_image, write_table
 from .labels import SACRUM, level_name, to_verse
-from .landmarks import LANDMARK_NAMES, BodyGeometry, body_landmarks
+from .landmarks import LANDMARK_NAMES, BodyGeometry, body_landmarks, geometry_from_landmarks
 from .levels import assign_levels
 from .morphometry import (
     expected_heights,
@@ -77,6 +77,41 @@ class Measurement:
     #: The measured bodies (and the sacrum, 26) painted with their VerSe level IDs, on the
     #: label map's grid: posterior elements cut off, fragments left out.
     level_map: np.ndarray | None = None
+    #: Per-vertebra inputs of the table (geometry, flags, level), kept so that the table can be
+    #: recomputed when landmarks are moved.
+    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    def with_landmarks(self, changes: dict[str, dict[str, Any]]) -> Measurement:
+        """The measurement after moving landmarks: ``{level: {landmark name: world mm}}``.
+
+        Heights of the edited bodies become the distances between their landmarks
+        (:func:`~napari_vertebra.core.landmarks.geometry_from_landmarks`); every column that
+        depends on them is recomputed, the neighbours' VCR and grades included. Edited bodies
+        get the QC flag ``landmarks_edited``. The label map is unchanged.
+        """
+        rows = [dict(row) for row in self.rows]
+        geometry = dict(self.geometry)
+        for level, marks in changes.items():
+            index = next(
+                (k for k, row in enumerate(rows) if row["level"] == level and row["geo"]), None
+            )
+            if index is None:
+                raise ValueError(f"no measured vertebra {level!r} (measured: {list(geometry)})")
+            geo = geometry_from_landmarks(rows[index]["geo"], marks)
+            flags = [f for f in rows[index]["flags"] if f != "landmarks_edited"]
+            rows[index].update(geo=geo, flags=[*flags, "landmarks_edited"])
+            geometry[level] = geo
+        table = _table(rows)
+        chosen = self.parameters.get("regional_angle")
+        return Measurement(
+            table=table,
+            landmarks={level: _rounded(geo.landmarks) for level, geo in geometry.items()},
+            geometry=geometry,
+            parameters=dict(self.parameters),
+            regional_angles=_regional_angles(geometry, table, tuple(chosen) if chosen else None),
+            level_map=self.level_map,
+            rows=rows,
+        )
 
     def landmarks_json(self) -> dict[str, Any]:
         return {
@@ -140,6 +175,7 @@ def measure(
     body_mask: SpineImage | str | os.PathLike | None = None,
     whole_vertebrae: bool | None = None,
     sacrum_label: int | None = None,
+    anchor_label: tuple[int, str] | None = None,
 ) -> Measurement:
     """Measure every vertebral body of a label map.
 
@@ -163,6 +199,9 @@ def measure(
         the levels come from ``labels``, the body voxels from this mask.
     sacrum_label
         In a map of anonymous instances, the value that marks the sacrum (level anchor).
+    anchor_label
+        ``(label value, level name)``: the body with this value in ``labels`` has this level;
+        the others are counted from it (like ``anchor``, which names the body by its position).
     regional_angle
         Levels ``(upper, lower)``: the angle between the upper endplate of the first and the lower
         endplate of the second (kyphosis positive, lordosis negative); default the outermost
@@ -217,6 +256,12 @@ def measure(
         whole_vertebrae=whole_vertebrae,
         sacrum_label=sacrum_label,
     )
+    if anchor_label is not None:
+        value, name = anchor_label
+        order = [i.source_label for i in instances if not i.is_sacrum]
+        if value not in order:
+            raise ValueError(f"no vertebral body has the label {value} to anchor level {name}")
+        anchor = (order.index(value), name)
     levels = assign_levels(
         instances,
         top_level=top_level,
@@ -253,7 +298,7 @@ def measure(
         )
         if geo is not None:
             geometry[name] = geo
-            landmarks[name] = {k: [round(float(c), 4) for c in v] for k, v in geo.landmarks.items()}
+            landmarks[name] = _rounded(geo.landmarks)
     sacrum = next((i for i in instances if i.is_sacrum), None)
     if sacrum is not None:
         # S1 is the level anchor: listed with its level and flags, not measured as a body.
@@ -278,6 +323,7 @@ def measure(
         "shift": shift,
         "lumbar_count": lumbar_count,
         "thoracic_count": thoracic_count,
+        "regional_angle": list(regional_angle) if regional_angle else None,
         "spacing_mm": [float(s) for s in spacing_mm],
         "labels": label_image.source.get("path"),
     }
@@ -294,7 +340,12 @@ def measure(
         parameters=parameters,
         regional_angles=angles,
         level_map=level_map,
+        rows=rows,
     )
+
+
+def _rounded(landmarks: dict[str, np.ndarray]) -> dict[str, list[float]]:
+    return {name: [round(float(c), 4) for c in point] for name, point in landmarks.items()}
 
 
 def spine_directions(centroids: list[np.ndarray]) -> list[np.ndarray | None]:
