@@ -22,6 +22,10 @@ _LAZY = {
     "write_measurement": ".core.measure",
     "AnalysisResult": ".core.pipeline",
     "analyze": ".core.pipeline",
+    "segment": ".core.pipeline",
+    "Review": ".core.review",
+    # Needs napari; imported only when called from a script or the napari console.
+    "add_to_viewer": "._napari.scripting",
 }
 
 
@@ -35,6 +39,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "AnalysisResult",
+    "Review",
+    "add_to_viewer",
     "Measurement",
     "Phantom",
     "SpineIOError",
@@ -49,6 +55,7 @@ __all__ = [
     "read_image",
     "read_images",
     "sample_path",
+    "segment",
     "to_verse",
     "write_labels",
     "write_measurement",

@@ -417,6 +417,9 @@ def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
             * (0.8 if "size_outlier" in flags else 1.0)
             * (0.7 if "height_sequence_implausible" in flags else 1.0)
         )
+        segmentation = row.get("segmentation_confidence")
+        if segmentation is not None and np.isfinite(segmentation):
+            confidence *= segmentation
         wedge = np.nan
         if geo is not None:
             upper, lower = geo.endplate_vectors()
@@ -447,13 +450,23 @@ def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 "depth_mm": geo.depth_mm if geo is not None else np.nan,
                 "level_source": row["level_source"],
                 "centroid_mm": " ".join(f"{c:.2f}" for c in row["centroid"]),
+                "segmentation_confidence": row.get("segmentation_confidence", np.nan),
             }
         )
-    table = pd.DataFrame.from_records(records, columns=[*COLUMNS, *EXTRA_COLUMNS])
+    columns = [*COLUMNS, *EXTRA_COLUMNS]
+    # Only segmentations by a learned model have a probability per vertebra.
+    if any("segmentation_confidence" in row for row in rows):
+        columns.append("segmentation_confidence")
+    table = pd.DataFrame.from_records(records, columns=columns)
     table["genant_grade"] = table["genant_grade"].astype("Int64")
     numeric = table.select_dtypes("float").columns
     table[numeric] = table[numeric].round(3)
     return table
+
+
+def rebuild_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The per-vertebra table from :attr:`Measurement.rows` (after their inputs changed)."""
+    return _table(rows)
 
 
 def _regional_angles(

@@ -24,7 +24,7 @@ import numpy as np
 from .image import SpineImage
 from .io import SpineIOError, read_image, write_labels
 from .labels import SACRUM
-from .measure import Measurement, measure, write_measurement
+from .measure import Measurement, measure, rebuild_table, write_measurement
 
 #: Name under which the non-learned CT baseline is selected like a model.
 CT_BASELINE = "ct-baseline"
@@ -231,6 +231,86 @@ def _postprocess(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass
+class Segmentation:
+    """Result of :func:`segment`: vertebral-body labels on the image's grid, before levels."""
+
+    image: SpineImage
+    #: Bodies (1 from a model, 101, 102, … from the CT baseline) and the sacrum (26).
+    labels: SpineImage
+    #: Body probability on the image grid (learned models only).
+    probabilities: np.ndarray | None
+    model: dict[str, Any]
+    device: str
+    details: dict[str, Any]
+    seconds: float
+
+
+def segment(
+    source: SpineImage | str | os.PathLike | np.ndarray,
+    *,
+    model: str | os.PathLike = "auto",
+    device: str = "auto",
+    tta: bool = False,
+    spacing: tuple[float, ...] | float | None = None,
+    progress: Progress | None = None,
+) -> Segmentation:
+    """Vertebral bodies of a radiograph or CT, without levels or measurements.
+
+    Parameters are those of :func:`analyze`; the labels are on the image's grid.
+    """
+    image = _as_image(source, spacing)
+
+    def stage(name: str, fraction: float) -> None:
+        if progress is not None:
+            progress(name, fraction)
+
+    card = None
+    chosen = str(model)
+    if chosen == "auto":
+        chosen = CT_BASELINE if image.modality == "CT" else _default_radiograph_model()
+    tick = time.perf_counter()
+    probabilities = None
+    details: dict[str, Any] = {}
+    stage("segmentation", 0.0)
+    if chosen == CT_BASELINE:
+        from .segment.ct_baseline import BASELINE_PARAMETERS, segment_ct_baseline
+
+        if image.modality != "CT" or image.ndim != 3:
+            raise SpineIOError(
+                image.source.get("path", "input"),
+                "the CT baseline needs a CT volume; radiographs need a learned model (--model)",
+            )
+        labels_array = segment_ct_baseline(image, progress=lambda f: stage("segmentation", f))
+        details = {"parameters": dict(BASELINE_PARAMETERS)}
+        device_used = "cpu"
+    else:
+        from .segment.inference import select_device
+        from .segment.registry import find_model
+
+        card = find_model(chosen)
+        device_used = select_device(device)
+        labels_array, probabilities, details = _segment_learned(
+            image, card, device_used, tta, progress
+        )
+    model_record = {
+        "name": card.name if card else CT_BASELINE,
+        "path": str(card.path) if card and card.path else None,
+        "sha256": card.sha256 if card else None,
+        "architecture": card.architecture if card else "hu-threshold baseline",
+        "training_data": card.training_data if card else "none (not learned)",
+    }
+    return Segmentation(
+        image=image,
+        labels=image.with_array(labels_array, kind="labels"),
+        probabilities=probabilities,
+        model=model_record,
+        device=device_used,
+        details=details,
+        seconds=time.perf_counter() - tick,
+    )
+
+
 def analyze(
     source: SpineImage | str | os.PathLike | np.ndarray,
     *,
@@ -268,50 +348,16 @@ def analyze(
     start = time.perf_counter()
     image = _as_image(source, spacing)
     timings["read_s"] = time.perf_counter() - start
-
-    def stage(name: str, fraction: float) -> None:
-        if progress is not None:
-            progress(name, fraction)
-
-    card = None
-    chosen = str(model)
-    if chosen == "auto":
-        chosen = CT_BASELINE if image.modality == "CT" else _default_radiograph_model()
+    found = segment(image, model=model, device=device, tta=tta, progress=progress)
+    timings["segmentation_s"] = found.seconds
+    if progress is not None:
+        progress("measurement", 0.0)
     tick = time.perf_counter()
-    probabilities = None
-    details: dict[str, Any] = {}
-    stage("segmentation", 0.0)
-    if chosen == CT_BASELINE:
-        from .segment.ct_baseline import BASELINE_PARAMETERS, segment_ct_baseline
-
-        if image.modality != "CT" or image.ndim != 3:
-            raise SpineIOError(
-                image.source.get("path", "input"),
-                "the CT baseline needs a CT volume; radiographs need a learned model (--model)",
-            )
-        labels_array = segment_ct_baseline(image, progress=lambda f: stage("segmentation", f))
-        details = {"parameters": dict(BASELINE_PARAMETERS)}
-        device_used = "cpu"
-    else:
-        from .segment.inference import select_device
-        from .segment.registry import find_model
-
-        card = find_model(chosen)
-        device_used = select_device(device)
-        labels_array, probabilities, details = _segment_learned(
-            image, card, device_used, tta, progress
-        )
-    timings["segmentation_s"] = time.perf_counter() - tick
-    stage("measurement", 0.0)
-    tick = time.perf_counter()
-    label_image = image.with_array(labels_array, kind="labels")
-    measurement = measure(label_image, sacrum_label=SACRUM, **measure_options)
-    if probabilities is not None:
-        _add_segmentation_confidence(measurement, probabilities)
+    measurement = measure_segmentation(found, **measure_options)
     timings["measurement_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - start
-    stage("done", 1.0)
-    levels = measurement.level_map
+    if progress is not None:
+        progress("done", 1.0)
     summary = {
         "input": {
             "path": image.source.get("path"),
@@ -321,16 +367,10 @@ def analyze(
             "spacing_mm": list(image.spacing),
             "series_uid": image.source.get("series_uid"),
         },
-        "model": {
-            "name": card.name if card else CT_BASELINE,
-            "path": str(card.path) if card and card.path else None,
-            "sha256": card.sha256 if card else None,
-            "architecture": card.architecture if card else "hu-threshold baseline",
-            "training_data": card.training_data if card else "none (not learned)",
-        },
-        "device": device_used,
+        "model": found.model,
+        "device": found.device,
         "tta": bool(tta),
-        "segmentation": details,
+        "segmentation": found.details,
         "measure_parameters": measurement.parameters,
         "levels": measurement.table["level"].tolist(),
         "versions": _versions(),
@@ -338,11 +378,19 @@ def analyze(
     }
     return AnalysisResult(
         image=image,
-        labels=image.with_array(levels, kind="labels"),
+        labels=image.with_array(measurement.level_map, kind="labels"),
         measurement=measurement,
-        probabilities=probabilities,
+        probabilities=found.probabilities,
         summary=summary,
     )
+
+
+def measure_segmentation(found: Segmentation, **measure_options: Any) -> Measurement:
+    """Levels and measurements of a :class:`Segmentation` (its probabilities add confidence)."""
+    measurement = measure(found.labels, sacrum_label=SACRUM, **measure_options)
+    if found.probabilities is not None:
+        _add_segmentation_confidence(measurement, found.probabilities)
+    return measurement
 
 
 def _default_radiograph_model() -> str:
@@ -362,11 +410,9 @@ def _add_segmentation_confidence(measurement: Measurement, probabilities: np.nda
     """Mean body probability inside each vertebra; the row's confidence is multiplied by it."""
     from scipy import ndimage
 
-    table = measurement.table
-    labels = [int(v) for v in table["label"]]
+    labels = [int(row["label"]) for row in measurement.rows]
     present = np.isin(labels, np.unique(measurement.level_map))
     means = ndimage.mean(probabilities, labels=measurement.level_map, index=labels)
-    values = np.where(present, means, np.nan)
-    table["segmentation_confidence"] = np.round(values, 4)
-    combined = table["confidence"].astype(float) * table["segmentation_confidence"].fillna(1.0)
-    table["confidence"] = combined.round(4)
+    for row, value, shown in zip(measurement.rows, means, present, strict=True):
+        row["segmentation_confidence"] = round(float(value), 4) if shown else float("nan")
+    measurement.table = rebuild_table(measurement.rows)

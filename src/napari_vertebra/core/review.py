@@ -78,7 +78,13 @@ class Review:
         if unknown:
             raise TypeError(f"unknown level options {sorted(unknown)}; known: {LEVEL_OPTIONS}")
         if measurement is None:
-            measurement = measure(labels, **_measure_options(options))
+            values = set(np.unique(labels.array).tolist()) - {0}
+            # 26 marks the sacrum among the anonymous bodies of this plugin's segmentations
+            # (1 for all bodies, or 101, 102, …); in level-ID maps it is S1 anyway.
+            extra = {}
+            if SACRUM in values and (values == {1, SACRUM} or max(values) > _ANONYMOUS_START - 1):
+                extra["sacrum_label"] = SACRUM
+            measurement = measure(labels, **_measure_options(options), **extra)
         recorded = {
             k: v for k, v in measurement.parameters.items() if k in LEVEL_OPTIONS and v is not None
         }

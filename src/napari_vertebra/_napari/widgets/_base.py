@@ -1,0 +1,143 @@
+"""What every step widget shares: fields that persist, a run and a cancel button, a status line."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox, Widget
+
+from ...core.image import SpineImage
+from ..layers import image_from_layer
+from ..settings import load_settings, save_settings
+from ..tasks import Task, run_task
+
+#: Level names offered in level choices (VerSe order, without the rare T13 and L6).
+LEVEL_CHOICES = (
+    *(f"C{k}" for k in range(1, 8)),
+    *(f"T{k}" for k in range(1, 13)),
+    *(f"L{k}" for k in range(1, 6)),
+)
+
+
+def layer_image(layer) -> SpineImage:
+    """The SpineImage behind a napari layer (geometry from the plugin's metadata or ``scale``)."""
+    image = image_from_layer(
+        layer.data,
+        {
+            "metadata": layer.metadata,
+            "scale": layer.scale,
+            "translate": layer.translate,
+            "units": getattr(layer, "units", None),
+        },
+    )
+    if layer.__class__.__name__ == "Labels":
+        image = image.with_array(image.array, kind="labels")
+    return image
+
+
+FROM_SACRUM = "count from the sacrum"
+
+
+def level_fields() -> list[Widget]:
+    """Fields ``top_level``, ``lumbar_count`` and ``thoracic_count`` (level counting)."""
+    return [
+        ComboBox(
+            name="top_level",
+            label="levels",
+            choices=[FROM_SACRUM, *(f"top is {v}" for v in LEVEL_CHOICES)],
+            value=FROM_SACRUM,
+        ),
+        SpinBox(name="lumbar_count", label="lumbar vertebrae", value=5, min=4, max=6),
+        SpinBox(name="thoracic_count", label="thoracic vertebrae", value=12, min=11, max=13),
+    ]
+
+
+def level_options(widget: Container) -> dict[str, Any]:
+    """The level options of :func:`level_fields` as keyword arguments of ``measure``."""
+    options: dict[str, Any] = {
+        "lumbar_count": int(widget["lumbar_count"].value),
+        "thoracic_count": int(widget["thoracic_count"].value),
+    }
+    if widget["top_level"].value != FROM_SACRUM:
+        options["top_level"] = str(widget["top_level"].value).removeprefix("top is ")
+    return options
+
+
+class StepWidget(Container):
+    """A dock widget running one step: its fields persist between uses (per widget name).
+
+    Subclasses build their fields, pass them here, and implement :meth:`run`; long work goes
+    through :meth:`start`, which runs it off the GUI thread with progress and cancel.
+    """
+
+    settings_name = "step"
+
+    def __init__(
+        self,
+        viewer,
+        fields: list[Widget],
+        run_text: str,
+        persist: tuple[str, ...] = (),
+        extra: list[Widget] | None = None,
+    ) -> None:
+        run_button = PushButton(text=run_text, name="run_button")
+        cancel_button = PushButton(text="Cancel", name="cancel_button", enabled=False)
+        status = Label(value="", name="status")
+        super().__init__(widgets=[*fields, run_button, cancel_button, *(extra or []), status])
+        self.viewer = viewer
+        # run_button, cancel_button and status are reached by name (Container attributes).
+        self.task: Task | None = None
+        self._persist = persist
+        self._restore()
+        for name in persist:
+            self[name].changed.connect(self._save)
+        run_button.changed.connect(self._clicked)
+        cancel_button.changed.connect(self.cancel)
+
+    # -- settings -----------------------------------------------------------------------------
+    def _restore(self) -> None:
+        saved = load_settings(self.settings_name)
+        for name in self._persist:
+            if name in saved:
+                try:
+                    self[name].value = saved[name]
+                except (ValueError, TypeError, KeyError):
+                    pass  # a saved choice that no longer exists
+
+    def _save(self, *_: Any) -> None:
+        save_settings(self.settings_name, {name: self[name].value for name in self._persist})
+
+    # -- running ------------------------------------------------------------------------------
+    def _clicked(self, *_: Any) -> None:
+        self.run()
+
+    def run(self) -> None:  # pragma: no cover - every widget defines it
+        raise NotImplementedError
+
+    def start(
+        self,
+        function: Callable[[Callable[[str, float], None]], Any],
+        on_done: Callable[[Any], None],
+        description: str,
+    ) -> Task:
+        """Run ``function(progress)`` off the GUI thread; ``on_done(result)`` on the GUI thread."""
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = f"{description}…"
+
+        def finished() -> None:
+            self.run_button.enabled = True
+            self.cancel_button.enabled = False
+
+        def done(result: Any) -> None:
+            self.status.value = ""
+            on_done(result)
+
+        self.task = run_task(function, done, description, on_finish=finished)
+        return self.task
+
+    def cancel(self, *_: Any) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            self.status.value = "cancelling…"

@@ -1,0 +1,79 @@
+"""Analyze spine: image -> vertebral bodies -> levels -> measurements, in one click."""
+
+from __future__ import annotations
+
+import napari
+from magicgui.widgets import CheckBox, ComboBox, create_widget
+
+from ...core.review import Review
+from ..review_layers import ReviewLayers
+from ._base import StepWidget, layer_image, level_fields, level_options
+from ._models import BROWSE, browse_for_model, device_choices, model_choices
+
+
+class AnalyzeWidget(StepWidget):
+    """Segment, level and measure the chosen image; adds the review layers."""
+
+    settings_name = "analyze"
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        fields = [
+            create_widget(annotation=napari.layers.Image, name="image", label="image"),
+            ComboBox(name="model", label="model", choices=model_choices, value="auto"),
+            ComboBox(name="device", label="device", choices=device_choices, value="auto"),
+            CheckBox(name="tta", label="flip TTA", value=False),
+            *level_fields(),
+        ]
+        super().__init__(
+            viewer,
+            fields,
+            "Analyze spine",
+            persist=("model", "device", "tta", "top_level", "lumbar_count", "thoracic_count"),
+        )
+        self.model.changed.connect(self._browse)
+        self.result = None
+        self.review_layers: ReviewLayers | None = None
+
+    def _browse(self, value: str) -> None:
+        if value != BROWSE:
+            return
+        path = browse_for_model(self.native)
+        if path:
+            self.model.choices = [*model_choices(), path]
+            self.model.value = path
+        else:
+            self.model.value = "auto"
+
+    def run(self) -> None:
+        from ...core.pipeline import analyze
+
+        layer = self.image.value
+        if layer is None:
+            self.status.value = "choose an image layer first"
+            return
+        image = layer_image(layer)
+        options = {
+            "model": self.model.value,
+            "device": self.device.value,
+            "tta": bool(self.tta.value),
+            **level_options(self),
+        }
+
+        def work(progress):
+            return analyze(image, progress=progress, **options)
+
+        self.start(work, lambda result: self._show(result, layer.name), "Analyzing the spine")
+
+    def _show(self, result, name: str) -> None:
+        self.result = result
+        review = Review.start(result.labels, result.measurement)
+        self.review_layers = ReviewLayers(self.viewer, review, name=name)
+        table = result.table
+        grades = table["genant_grade"].dropna()
+        fractures = int((grades >= 1).sum())
+        self.status.value = (
+            f"{len(table)} vertebrae ({table['level'].iloc[0]}–{table['level'].iloc[-1]}), "
+            f"{fractures} graded as fractured"
+            if len(table)
+            else "no vertebral body found"
+        )

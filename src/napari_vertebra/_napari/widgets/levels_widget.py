@@ -1,0 +1,101 @@
+"""Levels: name the vertebrae (VerSe IDs), shift all levels, set the level of one vertebra."""
+
+from __future__ import annotations
+
+import napari
+from magicgui.widgets import ComboBox, Container, PushButton, create_widget
+
+from ...core.labels import level_name
+from ...core.review import Review
+from ..review_layers import ReviewLayers, find_review
+from ._base import LEVEL_CHOICES, StepWidget, layer_image, level_fields, level_options
+
+
+class LevelsWidget(StepWidget):
+    """Assign levels to a Labels layer of bodies, then correct them.
+
+    "Assign levels" measures the bodies and turns the layer into the reviewed vertebrae
+    (levels, landmarks, heights). "Shift −1 / +1" moves every level; "Set level" gives the
+    selected vertebra (the layer's selected label) a level and counts the others from it.
+    """
+
+    settings_name = "levels"
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        fields = [
+            create_widget(annotation=napari.layers.Labels, name="vertebrae", label="bodies"),
+            *level_fields(),
+        ]
+        self.shift_up = PushButton(text="Shift levels −1 (each one higher)", name="shift_up")
+        self.shift_down = PushButton(text="Shift levels +1 (each one lower)", name="shift_down")
+        self.new_level = ComboBox(name="new_level", label="level", choices=list(LEVEL_CHOICES))
+        self.set_button = PushButton(text="Set level of selected vertebra", name="set_level")
+        corrections = Container(
+            widgets=[self.shift_up, self.shift_down, self.new_level, self.set_button],
+            name="corrections",
+            label="corrections",
+        )
+        super().__init__(
+            viewer,
+            fields,
+            "Assign levels",
+            persist=("top_level", "lumbar_count", "thoracic_count"),
+            extra=[corrections],
+        )
+        self.shift_up.changed.connect(lambda *_: self.shift(-1))
+        self.shift_down.changed.connect(lambda *_: self.shift(+1))
+        self.set_button.changed.connect(lambda *_: self.set_selected_level(self.new_level.value))
+
+    def run(self) -> None:
+        layer = self.vertebrae.value
+        if layer is None:
+            self.status.value = "choose a Labels layer of vertebral bodies first"
+            return
+        image = layer_image(layer)
+        options = level_options(self)
+
+        def work(progress):
+            progress("levels and measurements", 0.0)
+            return Review.start(image, **options)
+
+        def show(review: Review) -> None:
+            name = layer.name.removesuffix(" bodies").removesuffix(" vertebrae")
+            ReviewLayers(self.viewer, review, name=name, labels_layer=layer)
+            self.status.value = " ".join(review.table["level"])
+
+        self.start(work, show, "Assigning levels")
+
+    def _review(self) -> ReviewLayers | None:
+        layer = self.vertebrae.value
+        review = find_review(layer) if layer is not None else None
+        if review is None:
+            self.status.value = "assign levels first (the layer has none yet)"
+        return review
+
+    def shift(self, steps: int) -> None:
+        """Move every level of the chosen layer by ``steps``."""
+        review = self._review()
+        if review is None:
+            return
+        try:
+            review.shift_levels(steps)
+        except ValueError as error:
+            self.status.value = str(error)
+            return
+        self.status.value = " ".join(review.review.table["level"])
+
+    def set_selected_level(self, level: str) -> None:
+        """Give the layer's selected label the level ``level``."""
+        review = self._review()
+        if review is None:
+            return
+        label = int(review.labels.selected_label)
+        try:
+            review.set_level(label, level)
+        except ValueError as error:
+            self.status.value = str(error)
+            return
+        review.labels.selected_label = int(review.review.pinned[0])
+        self.status.value = f"{level_name(label)} is now {level}: " + " ".join(
+            review.review.table["level"]
+        )

@@ -1,0 +1,90 @@
+"""Heights along the spine, or heights relative to the neighbours' reference with grade lines."""
+
+from __future__ import annotations
+
+import napari
+import numpy as np
+import pandas as pd
+from magicgui.widgets import ComboBox, Container, create_widget
+
+from ..review_layers import GRADE_COLORS, ReviewLayers, find_review
+
+RATIO = "height / reference (%)"
+HEIGHT = "height (mm)"
+#: Genant: height loss of 20, 25 and 40 % begins grades 1, 2 and 3 (docs/measurements.md).
+GRADE_LINES = ((80.0, 1), (75.0, 2), (60.0, 3))
+
+
+class HeightPlot(Container):
+    """Anterior, middle and posterior heights of each vertebra, cranial to caudal."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.viewer = viewer
+        labels = create_widget(annotation=napari.layers.Labels, name="vertebrae", label="vertebrae")
+        mode = ComboBox(name="mode", label="show", choices=[RATIO, HEIGHT], value=RATIO)
+        super().__init__(widgets=[labels, mode])
+        self.figure = Figure(figsize=(4, 3), tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(260)
+        self.native.layout().addWidget(self.canvas)
+        self._review: ReviewLayers | None = None
+        self.table = pd.DataFrame()
+        labels.changed.connect(self._follow)
+        mode.changed.connect(lambda *_: self.draw(self.table))
+        self._follow(labels.value)
+
+    def _follow(self, layer) -> None:
+        if self._review is not None:
+            self._review.changed.disconnect(self.draw)
+        self._review = find_review(layer) if layer is not None else None
+        if self._review is not None:
+            self._review.changed.connect(self.draw)
+            self.draw(self._review.review.table)
+        else:
+            self.draw(pd.DataFrame())
+
+    def reset_choices(self, *args) -> None:
+        super().reset_choices(*args)
+        layer = self.vertebrae.value
+        if layer is not None and find_review(layer) is not self._review:
+            self._follow(layer)
+
+    def series(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The plotted values per height name (NaN where not measured)."""
+        out = {}
+        for name in ("anterior", "middle", "posterior"):
+            heights = table[f"{name}_height_mm"].astype(float).to_numpy()
+            if self.mode.value == RATIO:
+                reference = table[f"expected_{name}_height_mm"].astype(float).to_numpy()
+                out[name] = 100 * heights / reference
+            else:
+                out[name] = heights
+        return out
+
+    def draw(self, table: pd.DataFrame) -> None:
+        self.table = table
+        self.figure.clear()
+        axes = self.figure.add_subplot(111)
+        if table is None or table.empty:
+            axes.text(0.5, 0.5, "no measured vertebrae", ha="center", va="center")
+            axes.set_axis_off()
+            self.canvas.draw_idle()
+            return
+        bodies = table[table["level"] != "S1"]
+        x = np.arange(len(bodies))
+        for (name, values), marker in zip(self.series(bodies).items(), "o^s", strict=True):
+            axes.plot(x, values, marker=marker, label=name)
+        if self.mode.value == RATIO:
+            for value, grade in GRADE_LINES:
+                axes.axhline(value, color=GRADE_COLORS[grade], linestyle="--", linewidth=1)
+                axes.text(x[-1] + 0.3, value, f"grade {grade}", va="center", fontsize=7)
+            axes.set_ylabel("% of the neighbours' reference")
+        else:
+            axes.set_ylabel("height (mm)")
+        axes.set_xticks(x, bodies["level"].tolist())
+        axes.legend(fontsize=7, loc="lower left")
+        axes.grid(alpha=0.3)
+        self.canvas.draw_idle()

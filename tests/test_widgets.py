@@ -1,0 +1,293 @@
+"""The dock widgets in a viewer: docked through the manifest, run on the samples, corrected.
+
+Needs Qt and OpenGL: run under ``xvfb-run -a`` on machines without a display. Work runs
+synchronously (NAPARI_VERTEBRA_SYNC) except in the test of the threaded path.
+"""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("qtpy")
+
+import napari  # noqa: E402
+
+from napari_vertebra.core.labels import level_id  # noqa: E402
+from napari_vertebra.core.measure import COLUMNS  # noqa: E402
+from napari_vertebra.core.morphometry import vertebral_compression_ratio  # noqa: E402
+
+pytestmark = pytest.mark.gui
+PLUGIN = "napari-vertebra"
+WIDGETS = (
+    "Analyze spine",
+    "Preprocess",
+    "Segment vertebral bodies",
+    "Levels",
+    "Grade fractures",
+    "Measure vertebrae",
+    "Measurement table",
+    "Height plot",
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    monkeypatch.setenv("NAPARI_VERTEBRA_SYNC", "1")
+    monkeypatch.setenv("NAPARI_VERTEBRA_SETTINGS", str(tmp_path / "settings"))
+
+
+def _dock(viewer, name):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    widget.reset_choices()
+    return widget
+
+
+@pytest.fixture
+def radiograph(make_napari_viewer):
+    """A viewer with the synthetic radiograph (L1 wedge fracture) measured by the widget."""
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "radiograph")
+    image, bodies = viewer.layers
+    widget = _dock(viewer, "Measure vertebrae")
+    widget.vertebrae.value = bodies
+    widget.image.value = image
+    widget.run()
+    return viewer, widget.review_layers
+
+
+@pytest.mark.parametrize("name", WIDGETS)
+def test_every_widget_docks_through_the_manifest(make_napari_viewer, name):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "radiograph")
+    widget = _dock(viewer, name)
+    # The widget reaches the viewer it is docked in (napari passes a proxy of it).
+    assert [layer.name for layer in widget.viewer.layers] == [layer.name for layer in viewer.layers]
+
+
+def test_measure_widget_adds_layers_in_physical_scale_with_the_table(radiograph):
+    viewer, review = radiograph
+    image = viewer.layers["phantom radiograph"]
+    labels = review.labels
+    assert np.allclose(labels.scale, image.scale)
+    for layer in (review.landmarks, review.heights, review.levels):
+        assert np.allclose(layer.scale, image.scale) and layer in viewer.layers
+    features = labels.features
+    assert list(features.columns[1 : len(COLUMNS) + 1]) == list(COLUMNS)
+    assert features["index"].tolist() == features["label"].tolist()
+    assert set(np.unique(labels.data)) == {0, *features["label"]}
+    levels = features["level"].tolist()
+    assert levels == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    bodies = len(levels) - 1
+    assert len(review.landmarks.data) == 6 * bodies
+    assert len(review.heights.data) == 3 * bodies
+    assert review.levels.text.values.tolist()[2] == "L1 G2"  # the phantom's moderate wedge
+    # Landmarks sit where the measurement put them (world mm = data * scale + translate).
+    l1 = review.landmarks.features["level"] == "L1"
+    world = review.landmarks.data[l1.to_numpy()] * labels.scale + labels.translate
+    marks = review.review.measurement.geometry["L1"].landmarks
+    expected = np.array([marks[name] for name in review.landmarks.features["landmark"][l1]])
+    np.testing.assert_allclose(world, expected, atol=1e-6)
+    # Bodies coloured by grade: L1 (grade 2) orange, L2 (grade 0) green.
+    colors = labels.colormap.color_dict
+    assert np.allclose(colors[level_id("L1")][:3], (1.0, 0.498, 0.055), atol=0.01)
+    assert np.allclose(colors[level_id("L2")][:3], (0.173, 0.627, 0.173), atol=0.01)
+
+
+def test_moving_one_landmark_updates_height_vcr_grade_and_colours(radiograph):
+    viewer, review = radiograph
+    table = review.labels.features.set_index("level")
+    points = review.landmarks
+    rows = points.features
+    upper = np.nonzero(
+        ((rows["level"] == "L3") & (rows["landmark"] == "upper_anterior")).to_numpy()
+    )
+    lower = np.nonzero(
+        ((rows["level"] == "L3") & (rows["landmark"] == "lower_anterior")).to_numpy()
+    )
+    data = points.data.copy()
+    # Drag L3's upper anterior corner 45 % of the way down to the lower one.
+    data[upper[0][0]] += 0.45 * (data[lower[0][0]] - data[upper[0][0]])
+    points.data = data
+
+    after = review.labels.features.set_index("level")
+    spacing = np.asarray(review.labels.scale)
+    height = float(np.linalg.norm((data[lower[0][0]] - data[upper[0][0]]) * spacing))
+    assert after.loc["L3", "anterior_height_mm"] == pytest.approx(height, abs=1e-3)
+    assert height < 0.6 * table.loc["L3", "anterior_height_mm"]
+    avh = after["anterior_height_mm"]
+    for a, b, c in (("L2", "L3", "L4"), ("L1", "L2", "L3"), ("L3", "L4", "L5")):
+        ratio = vertebral_compression_ratio(avh[a], avh[b], avh[c])
+        assert after.loc[b, "vcr_percent"] == pytest.approx(ratio, abs=0.01)
+    loss = 1 - avh["L3"] / after.loc["L3", "expected_anterior_height_mm"]
+    assert loss >= 0.40
+    assert table.loc["L3", "genant_grade"] == 0 and after.loc["L3", "genant_grade"] == 3
+    assert "landmarks_edited" in after.loc["L3", "qc_flags"]
+    assert np.allclose(
+        review.labels.colormap.color_dict[level_id("L3")][:3], (0.839, 0.153, 0.157), atol=0.01
+    )
+    # The height line of L3 followed the landmark.
+    lines = review.heights.features
+    index = np.nonzero(((lines["level"] == "L3") & (lines["height"] == "anterior")).to_numpy())[0][
+        0
+    ]
+    assert lines["height_mm"].iloc[index] == pytest.approx(height, abs=1e-3)
+
+
+def test_levels_widget_shifts_and_sets_levels_and_the_table_follows(radiograph):
+    viewer, review = radiograph
+    levels = _dock(viewer, "Levels")
+    table = _dock(viewer, "Measurement table")
+    levels.vertebrae.value = review.labels
+    table.vertebrae.value = review.labels
+    before = review.labels.features.copy()
+    # T11-L5 one level lower would make the last one L6, which needs 6 lumbar vertebrae.
+    levels.shift(+1)
+    assert "outside" in levels.status.value
+    assert review.labels.features["level"].tolist() == before["level"].tolist()
+    levels.shift(-1)
+    after = review.labels.features
+    assert after["level"].tolist() == ["T10", "T11", "T12", "L1", "L2", "L3", "L4", "S1"]
+    assert (after["level_source"].iloc[:-1] == "shifted").all()
+    np.testing.assert_allclose(after["anterior_height_mm"], before["anterior_height_mm"])
+    assert [table.grid.item(r, 0).text() for r in range(table.grid.rowCount())] == after[
+        "level"
+    ].tolist()
+    # Set the fourth body (now L1) back to L1 by hand: everything follows.
+    review.labels.selected_label = level_id("L1")
+    levels.set_selected_level("L2")
+    expected = ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert review.labels.features["level"].tolist() == expected
+
+
+def test_table_selects_sorts_and_exports(radiograph, tmp_path):
+    viewer, review = radiograph
+    table = _dock(viewer, "Measurement table")
+    table.vertebrae.value = review.labels
+    assert table.grid.rowCount() == len(review.labels.features)
+    table.select_level("L1")
+    assert review.labels.selected_label == level_id("L1")
+    table.grid.sortItems(1)  # anterior height, ascending
+    first = table.grid.item(0, 0).text()
+    heights = review.labels.features.set_index("level")["anterior_height_mm"]
+    assert first == heights.idxmin()
+    path = table.export_csv(tmp_path / "table.csv")
+    written = pd.read_csv(path)
+    assert written["level"].tolist() == review.labels.features["level"].tolist()
+    assert list(written.columns[: len(COLUMNS)]) == list(COLUMNS)
+
+
+def test_grade_widget_reports_the_fracture_and_plot_shows_ratios(radiograph):
+    viewer, review = radiograph
+    grade = _dock(viewer, "Grade fractures")
+    grade.vertebrae.value = review.labels
+    grade.run()
+    assert len(grade.report) == 1 and grade.report[0].startswith("L1: grade 2")
+    assert grade.next_fracture() == "L1"
+    assert review.labels.selected_label == level_id("L1")
+    plot = _dock(viewer, "Height plot")
+    plot.vertebrae.value = review.labels
+    series = plot.series(review.labels.features[review.labels.features["level"] != "S1"])
+    features = review.labels.features.set_index("level")
+    expected = (
+        100
+        * features.loc["L1", "anterior_height_mm"]
+        / features.loc["L1", "expected_anterior_height_mm"]
+    )
+    assert series["anterior"][2] == pytest.approx(expected)
+    assert len(plot.figure.axes[0].lines) == 3 + 3  # three heights, three grade lines
+
+
+def test_analyze_widget_on_the_real_ct(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "lumbar-ct")
+    image = viewer.layers["lumbar CT"]
+    widget = _dock(viewer, "Analyze spine")
+    widget.image.value = image
+    widget.model.value = "ct-baseline"
+    widget.run()
+    review = widget.review_layers
+    labels = review.labels
+    assert isinstance(labels, napari.layers.Labels) and labels.ndim == 3
+    assert np.allclose(labels.scale, (3.0, 3.0, 3.0))
+    assert labels.features["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert review.landmarks.ndim == 3 and len(review.landmarks.data) == 6 * 6
+    assert viewer.dims.order[0] == 2  # sagittal slices
+    assert "7 vertebrae" in widget.status.value
+
+
+def test_segment_then_levels_widgets_chain_on_the_real_ct(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "lumbar-ct")
+    segment = _dock(viewer, "Segment vertebral bodies")
+    segment.image.value = viewer.layers["lumbar CT"]
+    segment.model.value = "ct-baseline"
+    segment.run()
+    bodies = segment.layer
+    assert bodies.name == "lumbar CT bodies" and np.allclose(bodies.scale, (3, 3, 3))
+    assert 26 in bodies.features["index"].tolist() and (bodies.features["size_mm3"] > 0).all()
+    levels = _dock(viewer, "Levels")
+    levels.vertebrae.value = bodies
+    levels.run()
+    assert bodies.features["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert f"{bodies.name.removesuffix(' bodies')} landmarks" in viewer.layers
+
+
+def test_preprocess_widget_adds_an_overlaying_image(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "radiograph")
+    widget = _dock(viewer, "Preprocess")
+    image = viewer.layers["phantom radiograph"]
+    widget.image.value = image
+    widget.run()
+    out = viewer.layers["phantom radiograph preprocessed"]
+    assert out.data.shape == image.data.shape and np.allclose(out.scale, image.scale)
+    record = out.metadata["napari_vertebra_preprocessing"]
+    assert [step["op"] for step in record] == ["clip_upper", "zscore", "letterbox", "clahe"]
+
+
+def test_widget_settings_persist(make_napari_viewer):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer, "Levels")
+    widget.lumbar_count.value = 6
+    again = type(widget)(viewer)
+    assert again.lumbar_count.value == 6
+
+
+def test_threaded_run_reports_and_can_be_cancelled(make_napari_viewer, qtbot, monkeypatch):
+    monkeypatch.delenv("NAPARI_VERTEBRA_SYNC")
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "lumbar-ct")
+    widget = _dock(viewer, "Analyze spine")
+    widget.image.value = viewer.layers["lumbar CT"]
+    widget.model.value = "ct-baseline"
+    widget.run()
+    assert not widget.run_button.enabled
+    qtbot.waitUntil(lambda: widget.review_layers is not None, timeout=60000)
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=5000)
+    assert "vertebrae" in viewer.layers[-4].name
+    # Cancelled before it starts reporting: no layers added, buttons back.
+    count = len(viewer.layers)
+    widget.review_layers = None
+    widget.run()
+    widget.cancel()
+    qtbot.waitUntil(lambda: widget.run_button.enabled, timeout=60000)
+    assert widget.review_layers is None and len(viewer.layers) == count
+
+
+def test_add_to_viewer_from_a_script(make_napari_viewer, shared_data):
+    from napari_vertebra import add_to_viewer, analyze
+
+    viewer = make_napari_viewer()
+    result = analyze(shared_data / "ct-crop-tptbox" / "sub-ct_label-22_ct.nii.gz")
+    layers = add_to_viewer(viewer, result)
+    assert [layer.name for layer in viewer.layers] == [
+        "sub-ct_label-22_ct",
+        "sub-ct_label-22_ct vertebrae",
+        "sub-ct_label-22_ct landmarks",
+        "sub-ct_label-22_ct heights",
+        "sub-ct_label-22_ct levels",
+    ]
+    assert layers.labels.features["level"].tolist() == result.table["level"].tolist()
+    layers.shift_levels(-1)
+    assert layers.labels.features["level"].tolist() == ["L2", "L3", "L4"]
