@@ -153,7 +153,15 @@ def test_levels_widget_shifts_and_sets_levels_and_the_table_follows(radiograph):
     assert [table.grid.item(r, 0).text() for r in range(table.grid.rowCount())] == after[
         "level"
     ].tolist()
-    # Set the fourth body (now L1) back to L1 by hand: everything follows.
+    levels.shift(+1)
+    shifted = review.labels.features
+    assert shifted["level"].tolist() == before["level"].tolist()
+    assert [table.grid.item(r, 0).text() for r in range(table.grid.rowCount())] == before[
+        "level"
+    ].tolist()
+    np.testing.assert_allclose(shifted["vcr_percent"], before["vcr_percent"])
+    levels.shift(-1)
+    # Give the fourth body (now L1) the level L2 by hand: everything follows.
     review.labels.selected_label = level_id("L1")
     levels.set_selected_level("L2")
     expected = ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]

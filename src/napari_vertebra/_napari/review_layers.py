@@ -109,9 +109,16 @@ def height_lines(review: Review) -> tuple[list[np.ndarray], pd.DataFrame]:
 
 
 def level_text(review: Review) -> tuple[np.ndarray, pd.DataFrame]:
-    """Positions (data coordinates) and texts of the level names, in front of each body."""
+    """Positions (data coordinates) and texts of the level names, in front of each body.
+
+    In 3D each name is repeated on every sagittal slice (left-right index) that cuts its body,
+    so that it shows wherever the body does.
+    """
+    from scipy import ndimage
+
     positions, rows = [], []
     ndim = review.labels.ndim
+    boxes = ndimage.find_objects(review.labels.array.astype(np.int32, copy=False))
     for _, row in review.table.iterrows():
         centroid = np.array([float(c) for c in str(row["centroid_mm"]).split()])
         geometry = review.measurement.geometry.get(row["level"])
@@ -121,9 +128,17 @@ def level_text(review: Review) -> tuple[np.ndarray, pd.DataFrame]:
         grade = row["genant_grade"]
         level = row["level"]
         text = level if pd.isna(grade) or int(grade) == 0 else f"{level} G{int(grade)}"
-        positions.append(centroid)
-        rows.append({"level": level, "text": text, "color": grade_color(grade, level)})
-    data = _to_data(np.array(positions).reshape(-1, ndim), review.labels)
+        point = _to_data(centroid, review.labels)
+        label = int(row["label"])
+        box = boxes[label - 1] if label <= len(boxes) else None
+        slices = [None] if ndim == 2 or box is None else range(box[2].start, box[2].stop)
+        for lateral in slices:
+            if lateral is not None:
+                point = point.copy()
+                point[2] = lateral
+            positions.append(point)
+            rows.append({"level": level, "text": text, "color": grade_color(grade, level)})
+    data = np.array(positions).reshape(-1, ndim)
     return data, pd.DataFrame(rows, columns=["level", "text", "color"])
 
 
@@ -193,7 +208,7 @@ class ReviewLayers:
             features=features,
             face_color="white",
             border_color="black",
-            size=self._point_size(1.6),
+            size=self._point_size(2.5),
             **geometry,
         )
         lines, line_features = height_lines(review)
@@ -202,8 +217,9 @@ class ReviewLayers:
             shape_type="line",
             name=f"{name} heights",
             features=line_features,
-            edge_color=list(line_features["color"]) if len(lines) else "white",
-            edge_width=self._point_size(0.5),
+            # White: the body's fill already shows the grade, a line of its colour would vanish.
+            edge_color="white",
+            edge_width=self._point_size(0.6),
             **geometry,
         )
         positions, texts = level_text(review)
@@ -322,7 +338,7 @@ class ReviewLayers:
             lines, line_features = height_lines(review)
             self.heights.data = []
             if lines:
-                self.heights.add_lines(lines, edge_color=list(line_features["color"]))
+                self.heights.add_lines(lines, edge_color="white")
             self.heights.features = line_features
             positions, texts = level_text(review)
             self.levels.data = positions

@@ -60,7 +60,8 @@ class Task:
             return
         value = int(round(100 * min(max(fraction, 0.0), 1.0)))
         self._bar.set_description(f"{self.description}: {stage}")
-        if value > self._done:
+        # Redrawing the description may process queued events, the task's end among them.
+        if self._bar is not None and value > self._done:
             self._bar.update(value - self._done)
             self._done = value
 

@@ -78,6 +78,7 @@ class MeasurementTable(Container):
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.grid.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.grid.setSortingEnabled(True)
+        self.grid.setMinimumHeight(220)
         self.native.layout().addWidget(self.grid)
         self.table = pd.DataFrame(columns=list(COLUMNS))
         self._review: ReviewLayers | None = None
