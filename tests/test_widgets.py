@@ -299,3 +299,29 @@ def test_add_to_viewer_from_a_script(make_napari_viewer, shared_data):
     assert layers.labels.features["level"].tolist() == result.table["level"].tolist()
     layers.shift_levels(-1)
     assert layers.labels.features["level"].tolist() == ["L2", "L3", "L4"]
+
+
+def test_body_edits_and_painting_recount_levels_and_remeasure(radiograph):
+    viewer, review = radiograph
+    levels = _dock(viewer, "Levels")
+    levels.vertebrae.value = review.labels
+    review.labels.selected_label = level_id("T11")
+    levels.edit_selected("delete")
+    assert review.labels.features["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert len(review.landmarks.data) == 6 * 6
+    # Painting L2 away through the layer (as the eraser does) recounts from the sacrum.
+    data = review.labels.data.copy()
+    data[data == level_id("L2")] = 0
+    review.labels.data = data
+    review.labels.events.paint(value=[])
+    # Counted up from the sacrum: the five bodies left above it are L1-L5.
+    assert review.labels.features["level"].tolist() == ["L1", "L2", "L3", "L4", "L5", "S1"]
+    assert len(review.landmarks.data) == 6 * 5
+    review.labels.selected_label = level_id("L1")
+    levels.edit_selected("merge")  # L1 and L2 become one body, recounted from the sacrum: L2
+    assert review.labels.features["level"].tolist() == ["L2", "L3", "L4", "L5", "S1"]
+    merged = review.labels.features.set_index("level").loc["L2", "anterior_height_mm"]
+    review.labels.selected_label = level_id("L2")
+    levels.edit_selected("split")
+    assert review.labels.features["level"].tolist() == ["L1", "L2", "L3", "L4", "L5", "S1"]
+    assert review.labels.features.set_index("level").loc["L2", "anterior_height_mm"] < merged

@@ -35,13 +35,24 @@ class LevelsWidget(StepWidget):
             name="corrections",
             label="corrections",
         )
+        self.merge_button = PushButton(text="Merge selected with the one below", name="merge")
+        self.split_button = PushButton(text="Split selected in two", name="split")
+        self.delete_button = PushButton(text="Delete selected", name="delete")
+        bodies = Container(
+            widgets=[self.merge_button, self.split_button, self.delete_button],
+            name="body_edits",
+            label="bodies",
+        )
         super().__init__(
             viewer,
             fields,
             "Assign levels",
             persist=("top_level", "lumbar_count", "thoracic_count"),
-            extra=[corrections],
+            extra=[corrections, bodies],
         )
+        self.merge_button.changed.connect(lambda *_: self.edit_selected("merge"))
+        self.split_button.changed.connect(lambda *_: self.edit_selected("split"))
+        self.delete_button.changed.connect(lambda *_: self.edit_selected("delete"))
         self.shift_up.changed.connect(lambda *_: self.shift(-1))
         self.shift_down.changed.connect(lambda *_: self.shift(+1))
         self.set_button.changed.connect(lambda *_: self.set_selected_level(self.new_level.value))
@@ -79,6 +90,28 @@ class LevelsWidget(StepWidget):
             return
         try:
             review.shift_levels(steps)
+        except ValueError as error:
+            self.status.value = str(error)
+            return
+        self.status.value = " ".join(review.review.table["level"])
+
+    def edit_selected(self, action: str) -> None:
+        """Merge the selected vertebra with the one below it, split it, or delete it."""
+        review = self._review()
+        if review is None:
+            return
+        label = int(review.labels.selected_label)
+        table = review.review.table
+        try:
+            if action == "merge":
+                order = table["label"].tolist()
+                if label not in order or order.index(label) + 1 >= len(order):
+                    raise ValueError(f"{level_name(label)} has no vertebra below it to merge")
+                review.merge(label, int(order[order.index(label) + 1]))
+            elif action == "split":
+                review.split(label)
+            else:
+                review.delete(label)
         except ValueError as error:
             self.status.value = str(error)
             return
