@@ -95,6 +95,9 @@ def test_landmarks_moved_by_hand_survive_edits_of_other_bodies(review):
 
 def test_merge_and_split_change_the_bodies_and_recount_from_the_pinned_top(review):
     count = len(review.table)
+    assert review.body_below(level_id("L1")) == level_id("L2")
+    with pytest.raises(ValueError, match="no vertebral body below"):
+        review.body_below(level_id("L4"))
     review.merge(level_id("L1"), level_id("L2"))
     assert len(review.table) == count - 1
     assert review.table["level"].tolist() == ["T10", "T11", "T12", "L1", "L2", "L3"]
@@ -154,3 +157,15 @@ def test_measurement_with_landmarks_leaves_the_original_alone():
     )
     with pytest.raises(ValueError, match="no measured vertebra"):
         original.with_landmarks({"C2": {"lower_posterior": point}})
+
+
+def test_fracture_report_lists_graded_vertebrae_from_the_chosen_grade(review):
+    from napari_vertebra.core.measure import fracture_report
+
+    lines = fracture_report(review.table)
+    kind = review.table.set_index("level").loc["T11", "fracture_type"]
+    assert len(lines) == 1 and lines[0].startswith(f"T11: grade 3 (severe), {kind}, height loss")
+    assert fracture_report(review.table, minimum_grade=3) == lines
+    table = review.table.copy()
+    table.loc[table["level"] == "T11", "genant_grade"] = 1
+    assert fracture_report(table, minimum_grade=2) == []

@@ -325,3 +325,12 @@ def test_body_edits_and_painting_recount_levels_and_remeasure(radiograph):
     levels.edit_selected("split")
     assert review.labels.features["level"].tolist() == ["L1", "L2", "L3", "L4", "L5", "S1"]
     assert review.labels.features.set_index("level").loc["L2", "anterior_height_mm"] < merged
+
+
+def test_deleted_landmarks_are_put_back(radiograph):
+    viewer, review = radiograph
+    count = len(review.landmarks.data)
+    review.landmarks.selected_data = {0, 1}
+    review.landmarks.remove_selected()
+    assert len(review.landmarks.data) == count
+    assert review.landmarks.features["landmark"].iloc[0] == "upper_anterior"

@@ -22,8 +22,6 @@ import numpy as np
 import pandas as pd
 from psygnal import Signal
 
-from ..core.image import SpineImage
-from ..core.labels import SACRUM
 from ..core.landmarks import LANDMARK_NAMES
 from ..core.review import Review
 from .layers import METADATA_KEY
@@ -51,14 +49,6 @@ def grade_color(grade: Any, level: str) -> str:
     return GRADE_COLORS[int(grade)]
 
 
-def _to_data(points_mm: np.ndarray, image: SpineImage) -> np.ndarray:
-    return (np.asarray(points_mm, float) - np.asarray(image.origin)) / np.asarray(image.spacing)
-
-
-def _to_world(points: np.ndarray, image: SpineImage) -> np.ndarray:
-    return np.asarray(points, float) * np.asarray(image.spacing) + np.asarray(image.origin)
-
-
 def features_table(table: pd.DataFrame) -> pd.DataFrame:
     """The Labels layer's features: the measurement table with ``index`` = label value."""
     features = table.copy()
@@ -75,7 +65,7 @@ def landmark_points(review: Review) -> tuple[np.ndarray, pd.DataFrame]:
             coords.append(geometry.landmarks[name])
             rows.append({"level": level, "label": int(table.loc[level, "label"]), "landmark": name})
     ndim = review.labels.ndim
-    data = _to_data(np.array(coords).reshape(-1, ndim), review.labels) if coords else None
+    data = review.labels.world_to_index(np.array(coords).reshape(-1, ndim)) if coords else None
     features = pd.DataFrame(rows, columns=["level", "label", "landmark"])
     return (data if data is not None else np.zeros((0, ndim))), features
 
@@ -89,7 +79,7 @@ def height_lines(review: Review) -> tuple[list[np.ndarray], pd.DataFrame]:
     lines, rows = [], []
     table = review.table.set_index("level")
     for level, geometry in review.measurement.geometry.items():
-        marks = {k: _to_data(v, review.labels) for k, v in geometry.landmarks.items()}
+        marks = {k: review.labels.world_to_index(v) for k, v in geometry.landmarks.items()}
         if review.labels.ndim == 3:
             plane = np.mean([m[2] for m in marks.values()])
             for m in marks.values():
@@ -128,7 +118,7 @@ def level_text(review: Review) -> tuple[np.ndarray, pd.DataFrame]:
         grade = row["genant_grade"]
         level = row["level"]
         text = level if pd.isna(grade) or int(grade) == 0 else f"{level} G{int(grade)}"
-        point = _to_data(centroid, review.labels)
+        point = review.labels.world_to_index(centroid)
         label = int(row["label"])
         box = boxes[label - 1] if label <= len(boxes) else None
         slices = [None] if ndim == 2 or box is None else range(box[2].start, box[2].stop)
@@ -284,10 +274,14 @@ class ReviewLayers:
 
     # -- events --------------------------------------------------------------------------------
     def _on_landmarks(self, event) -> None:
+        if self._updating:
+            return
+        # Drags end with CHANGED; ADDED and REMOVED come from the add and delete tools.
         action = str(getattr(event, "action", "changed")).lower()
-        if self._updating or not action.endswith("changed") and not action.endswith("added"):
-            if action.endswith("removed") and not self._updating:
-                self._restore_landmarks("removed")
+        if action.endswith("removed"):
+            self._restore_landmarks("removed")
+            return
+        if not action.endswith(("changed", "added")):
             return
         data = np.asarray(self.landmarks.data)
         if data.shape != self._landmark_data.shape:
@@ -301,7 +295,7 @@ class ReviewLayers:
         for index in moved:
             level = str(features["level"].iloc[index])
             name = str(features["landmark"].iloc[index])
-            changes.setdefault(level, {})[name] = _to_world(data[index], self.review.labels)
+            changes.setdefault(level, {})[name] = self.review.labels.index_to_world(data[index])
         self.review.move_landmarks(changes)
         self.refresh(landmarks=False)
 
@@ -352,7 +346,3 @@ class ReviewLayers:
 def find_review(layer) -> ReviewLayers | None:
     """The :class:`ReviewLayers` behind a Labels layer this plugin made, else None."""
     return (getattr(layer, "metadata", None) or {}).get(REVIEW_KEY)
-
-
-def sacrum_present(table: pd.DataFrame) -> bool:
-    return bool((table["label"] == SACRUM).any())

@@ -101,7 +101,7 @@ class Measurement:
             flags = [f for f in rows[index]["flags"] if f != "landmarks_edited"]
             rows[index].update(geo=geo, flags=[*flags, "landmarks_edited"])
             geometry[level] = geo
-        table = _table(rows)
+        table = table_from_rows(rows)
         chosen = self.parameters.get("regional_angle")
         return Measurement(
             table=table,
@@ -315,7 +315,7 @@ def measure(
                 "centroid": sacrum.centroid,
             }
         )
-    table = _table(rows)
+    table = table_from_rows(rows)
     parameters = {
         "scheme": scheme,
         "top_level": top_level,
@@ -365,7 +365,8 @@ def spine_directions(centroids: list[np.ndarray]) -> list[np.ndarray | None]:
     return out
 
 
-def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+def table_from_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The per-vertebra table from :attr:`Measurement.rows` (also after their inputs changed)."""
     n = len(rows)
     heights = np.full((n, 3), np.nan)
     for k, row in enumerate(rows):
@@ -464,9 +465,23 @@ def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return table
 
 
-def rebuild_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The per-vertebra table from :attr:`Measurement.rows` (after their inputs changed)."""
-    return _table(rows)
+#: Genant's names of the grades.
+GRADE_NAMES = {0: "normal", 1: "mild", 2: "moderate", 3: "severe"}
+
+
+def fracture_report(table: pd.DataFrame, minimum_grade: int = 1) -> list[str]:
+    """One line per vertebra graded ``minimum_grade`` or worse, cranial to caudal."""
+    lines = []
+    for _, row in table.iterrows():
+        grade = row["genant_grade"]
+        if pd.isna(grade) or int(grade) < minimum_grade:
+            continue
+        lines.append(
+            f"{row['level']}: grade {int(grade)} ({GRADE_NAMES[int(grade)]}), "
+            f"{row['fracture_type'] or 'type not given'}, height loss "
+            f"{row['height_loss_percent']:.0f} %"
+        )
+    return lines
 
 
 def _regional_angles(

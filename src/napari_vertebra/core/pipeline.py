@@ -24,7 +24,7 @@ import numpy as np
 from .image import SpineImage
 from .io import SpineIOError, read_image, write_labels
 from .labels import SACRUM
-from .measure import Measurement, measure, rebuild_table, write_measurement
+from .measure import Measurement, measure, table_from_rows, write_measurement
 
 #: Name under which the non-learned CT baseline is selected like a model.
 CT_BASELINE = "ct-baseline"
@@ -245,6 +245,22 @@ class Segmentation:
     details: dict[str, Any]
     seconds: float
 
+    def body_table(self):
+        """One row per label value: ``index`` (the value), ``size_mm3`` and, for learned
+        models, ``segmentation_confidence`` (mean body probability inside it)."""
+        import pandas as pd
+        from scipy import ndimage
+
+        array = self.labels.array
+        values = [int(v) for v in np.unique(array) if v]
+        voxel = float(np.prod(self.labels.spacing))
+        sizes = ndimage.sum_labels(array > 0, array, index=values) * voxel
+        table = pd.DataFrame({"index": values, "size_mm3": np.round(sizes, 1)})
+        if self.probabilities is not None:
+            means = ndimage.mean(self.probabilities, labels=array, index=values)
+            table["segmentation_confidence"] = np.round(means, 4)
+        return table
+
 
 def segment(
     source: SpineImage | str | os.PathLike | np.ndarray,
@@ -415,4 +431,4 @@ def _add_segmentation_confidence(measurement: Measurement, probabilities: np.nda
     means = ndimage.mean(probabilities, labels=measurement.level_map, index=labels)
     for row, value, shown in zip(measurement.rows, means, present, strict=True):
         row["segmentation_confidence"] = round(float(value), 4) if shown else float("nan")
-    measurement.table = rebuild_table(measurement.rows)
+    measurement.table = table_from_rows(measurement.rows)

@@ -111,9 +111,12 @@ class Review:
         """The per-vertebra table (``measurements.csv`` columns)."""
         return self.measurement.table
 
-    def level_of(self, label: int) -> str:
-        """Level name of the body with this label value."""
-        return level_name(int(label))
+    def body_below(self, label: int) -> int:
+        """Label of the vertebral body caudal to ``label`` (the sacrum is not a body)."""
+        order = [int(v) for v in self.table["label"] if int(v) != SACRUM]
+        if int(label) not in order or order.index(int(label)) + 1 >= len(order):
+            raise ValueError(f"{level_name(int(label))} has no vertebral body below it")
+        return order[order.index(int(label)) + 1]
 
     # -- corrections -------------------------------------------------------------------------
     def move_landmarks(self, changes: dict[str, dict[str, Any]]) -> Measurement:
@@ -268,15 +271,18 @@ class Review:
                 following += 1
         return out, mapping
 
+    def _counting_options(self) -> dict[str, Any]:
+        """Level options for a new count: positional anchors never (a pinned body replaces them)."""
+        options = _measure_options({k: v for k, v in self.options.items() if k in LEVEL_OPTIONS})
+        options.pop("top_level", None)
+        options.pop("anchor", None)
+        return options
+
     def _recount(self, anonymous: np.ndarray) -> Measurement:
-        options = {k: v for k, v in self.options.items() if k in LEVEL_OPTIONS}
+        options = self._counting_options()
         if self.pinned is not None:
-            options.pop("top_level", None)
-            options.pop("anchor", None)
             options["anchor_label"] = self.pinned
-        measurement = measure(
-            self.labels.with_array(anonymous), sacrum_label=SACRUM, **_measure_options(options)
-        )
+        measurement = measure(self.labels.with_array(anonymous), sacrum_label=SACRUM, **options)
         if self.pinned is not None:
             pinned_mask = anonymous == self.pinned[0]
             self.pinned = (int(np.max(measurement.level_map[pinned_mask])), self.pinned[1])
@@ -284,10 +290,7 @@ class Review:
 
     def _remeasure(self, array: np.ndarray) -> Measurement:
         """Measure a map whose values are its levels (nothing recounted)."""
-        options = _measure_options({k: v for k, v in self.options.items() if k in LEVEL_OPTIONS})
-        options.pop("top_level", None)
-        options.pop("anchor", None)
-        return self._adopt(measure(self.labels.with_array(array), **options))
+        return self._adopt(measure(self.labels.with_array(array), **self._counting_options()))
 
     def _adopt(self, measurement: Measurement) -> Measurement:
         """Take a new measurement; bodies whose voxels did not change keep moved landmarks."""

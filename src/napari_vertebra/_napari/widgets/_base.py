@@ -5,10 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox, Widget
+import pandas as pd
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    Label,
+    PushButton,
+    SpinBox,
+    Widget,
+    create_widget,
+)
 
 from ...core.image import SpineImage
+from ...core.measure import COLUMNS
 from ..layers import image_from_layer
+from ..review_layers import ReviewLayers, find_review
 from ..settings import load_settings, save_settings
 from ..tasks import Task, run_task
 
@@ -108,6 +119,22 @@ class StepWidget(Container):
     def _save(self, *_: Any) -> None:
         save_settings(self.settings_name, {name: self[name].value for name in self._persist})
 
+    # -- the layers chosen ----------------------------------------------------------------------
+    def chosen_layer(self, field: str, missing: str):
+        """The layer chosen in ``field``; None (and ``missing`` in the status line) if none is."""
+        layer = self[field].value
+        if layer is None:
+            self.status.value = missing
+        return layer
+
+    def chosen_review(self, missing: str):
+        """The review behind the ``vertebrae`` layer; None (status ``missing``) if it has none."""
+        layer = self["vertebrae"].value
+        review = find_review(layer) if layer is not None else None
+        if review is None:
+            self.status.value = missing
+        return review
+
     # -- running ------------------------------------------------------------------------------
     def _clicked(self, *_: Any) -> None:
         self.run()
@@ -141,3 +168,41 @@ class StepWidget(Container):
         if self.task is not None:
             self.task.cancel()
             self.status.value = "cancelling…"
+
+
+class ReviewFollower(Container):
+    """A view of the measurement table of the Labels layer chosen in ``vertebrae``.
+
+    It follows that layer's review: :meth:`show` is called with the table after every
+    correction, and with an empty table when the layer has not been measured.
+    """
+
+    def __init__(self, viewer, widgets: list[Widget]) -> None:
+        import napari
+
+        vertebrae = create_widget(
+            annotation=napari.layers.Labels, name="vertebrae", label="vertebrae"
+        )
+        super().__init__(widgets=[vertebrae, *widgets])
+        self.viewer = viewer
+        self._review: ReviewLayers | None = None
+        vertebrae.changed.connect(self._follow)
+
+    def show(self, table: pd.DataFrame) -> None:  # pragma: no cover - every view defines it
+        raise NotImplementedError
+
+    def _follow(self, layer) -> None:
+        if self._review is not None:
+            self._review.changed.disconnect(self.show)
+        self._review = find_review(layer) if layer is not None else None
+        if self._review is not None:
+            self._review.changed.connect(self.show)
+            self.show(self._review.review.table)
+        else:
+            self.show(pd.DataFrame(columns=list(COLUMNS)))
+
+    def reset_choices(self, *args) -> None:
+        super().reset_choices(*args)
+        layer = self["vertebrae"].value
+        if layer is not None and find_review(layer) is not self._review:
+            self._follow(layer)

@@ -40,3 +40,19 @@ def browse_for_model(parent=None) -> str | None:
         parent, "Model card or weights", "", "Model (*.json *.safetensors)"
     )
     return path or None
+
+
+def offer_browse(combo) -> None:
+    """Make the browse entry of a model combo box ask for a file and add it to the choices."""
+
+    def chosen(value: str) -> None:
+        if value != BROWSE:
+            return
+        path = browse_for_model(combo.native)
+        if path:
+            combo.choices = [*model_choices(), path]
+            combo.value = path
+        else:
+            combo.value = "auto"
+
+    combo.changed.connect(chosen)

@@ -8,7 +8,7 @@ from magicgui.widgets import CheckBox, ComboBox, create_widget
 from ...core.review import Review
 from ..review_layers import ReviewLayers
 from ._base import StepWidget, layer_image, level_fields, level_options
-from ._models import BROWSE, browse_for_model, device_choices, model_choices
+from ._models import device_choices, model_choices, offer_browse
 
 
 class AnalyzeWidget(StepWidget):
@@ -30,26 +30,15 @@ class AnalyzeWidget(StepWidget):
             "Analyze spine",
             persist=("model", "device", "tta", "top_level", "lumbar_count", "thoracic_count"),
         )
-        self.model.changed.connect(self._browse)
+        offer_browse(self.model)
         self.result = None
         self.review_layers: ReviewLayers | None = None
-
-    def _browse(self, value: str) -> None:
-        if value != BROWSE:
-            return
-        path = browse_for_model(self.native)
-        if path:
-            self.model.choices = [*model_choices(), path]
-            self.model.value = path
-        else:
-            self.model.value = "auto"
 
     def run(self) -> None:
         from ...core.pipeline import analyze
 
-        layer = self.image.value
+        layer = self.chosen_layer("image", "choose an image layer first")
         if layer is None:
-            self.status.value = "choose an image layer first"
             return
         image = layer_image(layer)
         options = {

@@ -6,25 +6,9 @@ import napari
 import pandas as pd
 from magicgui.widgets import CheckBox, PushButton, SpinBox, create_widget
 
-from ..review_layers import find_review, grade_colormap
+from ...core.measure import fracture_report
+from ..review_layers import grade_colormap
 from ._base import StepWidget
-
-GRADE_NAMES = {0: "normal", 1: "mild", 2: "moderate", 3: "severe"}
-
-
-def fracture_report(table: pd.DataFrame, minimum_grade: int = 1) -> list[str]:
-    """One line per vertebra graded ``minimum_grade`` or worse, cranial to caudal."""
-    lines = []
-    for _, row in table.iterrows():
-        grade = row["genant_grade"]
-        if pd.isna(grade) or int(grade) < minimum_grade:
-            continue
-        lines.append(
-            f"{row['level']}: grade {int(grade)} ({GRADE_NAMES[int(grade)]}), "
-            f"{row['fracture_type'] or 'type not given'}, height loss "
-            f"{row['height_loss_percent']:.0f} %"
-        )
-    return lines
 
 
 class GradeWidget(StepWidget):
@@ -66,11 +50,7 @@ class GradeWidget(StepWidget):
         self._on_change(review.review.table)
 
     def _review(self):
-        layer = self.vertebrae.value
-        review = find_review(layer) if layer is not None else None
-        if review is None:
-            self.status.value = "measure the vertebrae first (Measure or Analyze spine)"
-        return review
+        return self.chosen_review("measure the vertebrae first (Measure or Analyze spine)")
 
     def _on_change(self, table: pd.DataFrame) -> None:
         self.report = fracture_report(table, int(self.minimum_grade.value))

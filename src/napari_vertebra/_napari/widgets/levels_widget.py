@@ -7,7 +7,7 @@ from magicgui.widgets import ComboBox, Container, PushButton, create_widget
 
 from ...core.labels import level_name
 from ...core.review import Review
-from ..review_layers import ReviewLayers, find_review
+from ..review_layers import ReviewLayers
 from ._base import LEVEL_CHOICES, StepWidget, layer_image, level_fields, level_options
 
 
@@ -58,9 +58,8 @@ class LevelsWidget(StepWidget):
         self.set_button.changed.connect(lambda *_: self.set_selected_level(self.new_level.value))
 
     def run(self) -> None:
-        layer = self.vertebrae.value
+        layer = self.chosen_layer("vertebrae", "choose a Labels layer of vertebral bodies first")
         if layer is None:
-            self.status.value = "choose a Labels layer of vertebral bodies first"
             return
         image = layer_image(layer)
         options = level_options(self)
@@ -76,12 +75,8 @@ class LevelsWidget(StepWidget):
 
         self.start(work, show, "Assigning levels")
 
-    def _review(self) -> ReviewLayers | None:
-        layer = self.vertebrae.value
-        review = find_review(layer) if layer is not None else None
-        if review is None:
-            self.status.value = "assign levels first (the layer has none yet)"
-        return review
+    def _review(self):
+        return self.chosen_review("assign levels first (the layer has none yet)")
 
     def shift(self, steps: int) -> None:
         """Move every level of the chosen layer by ``steps``."""
@@ -101,13 +96,9 @@ class LevelsWidget(StepWidget):
         if review is None:
             return
         label = int(review.labels.selected_label)
-        table = review.review.table
         try:
             if action == "merge":
-                order = table["label"].tolist()
-                if label not in order or order.index(label) + 1 >= len(order):
-                    raise ValueError(f"{level_name(label)} has no vertebra below it to merge")
-                review.merge(label, int(order[order.index(label) + 1]))
+                review.merge(label, review.review.body_below(label))
             elif action == "split":
                 review.split(label)
             else:

@@ -44,9 +44,8 @@ class MeasureWidget(StepWidget):
         self.review_layers: ReviewLayers | None = None
 
     def run(self) -> None:
-        layer = self.vertebrae.value
+        layer = self.chosen_layer("vertebrae", "choose a Labels layer of vertebrae first")
         if layer is None:
-            self.status.value = "choose a Labels layer of vertebrae first"
             return
         labels = layer_image(layer)
         if labels.spacing is None and self.image.value is not None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import napari
 import numpy as np
 import pandas as pd
-from magicgui.widgets import ComboBox, Container, create_widget
+from magicgui.widgets import ComboBox
 
-from ..review_layers import GRADE_COLORS, ReviewLayers, find_review
+from ..review_layers import GRADE_COLORS
+from ._base import ReviewFollower
 
 RATIO = "height / reference (%)"
 HEIGHT = "height (mm)"
@@ -15,42 +16,22 @@ HEIGHT = "height (mm)"
 GRADE_LINES = ((80.0, 1), (75.0, 2), (60.0, 3))
 
 
-class HeightPlot(Container):
+class HeightPlot(ReviewFollower):
     """Anterior, middle and posterior heights of each vertebra, cranial to caudal."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.viewer = viewer
-        labels = create_widget(annotation=napari.layers.Labels, name="vertebrae", label="vertebrae")
         mode = ComboBox(name="mode", label="show", choices=[RATIO, HEIGHT], value=RATIO)
-        super().__init__(widgets=[labels, mode])
+        super().__init__(viewer, [mode])
         self.figure = Figure(figsize=(4, 3), tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(260)
         self.native.layout().addWidget(self.canvas)
-        self._review: ReviewLayers | None = None
         self.table = pd.DataFrame()
-        labels.changed.connect(self._follow)
-        mode.changed.connect(lambda *_: self.draw(self.table))
-        self._follow(labels.value)
-
-    def _follow(self, layer) -> None:
-        if self._review is not None:
-            self._review.changed.disconnect(self.draw)
-        self._review = find_review(layer) if layer is not None else None
-        if self._review is not None:
-            self._review.changed.connect(self.draw)
-            self.draw(self._review.review.table)
-        else:
-            self.draw(pd.DataFrame())
-
-    def reset_choices(self, *args) -> None:
-        super().reset_choices(*args)
-        layer = self.vertebrae.value
-        if layer is not None and find_review(layer) is not self._review:
-            self._follow(layer)
+        mode.changed.connect(lambda *_: self.show(self.table))
+        self._follow(self.vertebrae.value)
 
     def series(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
         """The plotted values per height name (NaN where not measured)."""
@@ -64,7 +45,7 @@ class HeightPlot(Container):
                 out[name] = heights
         return out
 
-    def draw(self, table: pd.DataFrame) -> None:
+    def show(self, table: pd.DataFrame) -> None:
         self.table = table
         self.figure.clear()
         axes = self.figure.add_subplot(111)

@@ -40,9 +40,8 @@ class PreprocessWidget(StepWidget):
     def run(self) -> None:
         from ...core.preprocess import preprocess
 
-        layer = self.image.value
+        layer = self.chosen_layer("image", "choose an image layer first")
         if layer is None:
-            self.status.value = "choose an image layer first"
             return
         image = layer_image(layer)
         steps = RECIPES[self.recipe.value]

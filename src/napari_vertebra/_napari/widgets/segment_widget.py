@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import napari
-import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, create_widget
 
 from ..layers import METADATA_KEY
 from ._base import StepWidget, layer_image
-from ._models import BROWSE, browse_for_model, device_choices, model_choices
+from ._models import device_choices, model_choices, offer_browse
 
 
 class SegmentWidget(StepWidget):
@@ -30,25 +29,14 @@ class SegmentWidget(StepWidget):
             CheckBox(name="tta", label="flip TTA", value=False),
         ]
         super().__init__(viewer, fields, "Segment", persist=("model", "device", "tta"))
-        self.model.changed.connect(self._browse)
+        offer_browse(self.model)
         self.layer = None
-
-    def _browse(self, value: str) -> None:
-        if value != BROWSE:
-            return
-        path = browse_for_model(self.native)
-        if path:
-            self.model.choices = [*model_choices(), path]
-            self.model.value = path
-        else:
-            self.model.value = "auto"
 
     def run(self) -> None:
         from ...core.pipeline import segment
 
-        layer = self.image.value
+        layer = self.chosen_layer("image", "choose an image layer first")
         if layer is None:
-            self.status.value = "choose an image layer first"
             return
         image = layer_image(layer)
         options = {"model": self.model.value, "device": self.device.value, "tta": self.tta.value}
@@ -59,17 +47,8 @@ class SegmentWidget(StepWidget):
         self.start(work, lambda found: self._show(found, layer), "Segmenting")
 
     def _show(self, found, layer) -> None:
-        import pandas as pd
-        from scipy import ndimage
-
         labels = found.labels
-        values = [int(v) for v in np.unique(labels.array) if v]
-        voxel = float(np.prod(labels.spacing))
-        sizes = ndimage.sum_labels(labels.array > 0, labels.array, index=values) * voxel
-        features = {"index": values, "size_mm3": np.round(sizes, 1)}
-        if found.probabilities is not None:
-            means = ndimage.mean(found.probabilities, labels=labels.array, index=values)
-            features["segmentation_confidence"] = np.round(means, 4)
+        features = found.body_table()
         name = f"{layer.name} bodies"
         metadata = {
             METADATA_KEY: labels.geometry_metadata(),
@@ -85,11 +64,11 @@ class SegmentWidget(StepWidget):
             name=name,
             scale=labels.scale,
             translate=labels.origin,
-            features=pd.DataFrame(features),
+            features=features,
             metadata=metadata,
             opacity=0.5,
         )
         self.status.value = (
-            f"{len(values)} label values by {found.model['name']} on {found.device} "
+            f"{len(features)} label values by {found.model['name']} on {found.device} "
             f"in {found.seconds:.1f} s"
         )

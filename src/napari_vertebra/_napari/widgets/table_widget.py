@@ -7,13 +7,14 @@ from pathlib import Path
 import napari
 import numpy as np
 import pandas as pd
-from magicgui.widgets import Container, PushButton, create_widget
+from magicgui.widgets import PushButton
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
 from ...core.io import write_table
 from ...core.measure import COLUMNS
-from ..review_layers import ReviewLayers, find_review
+from ..review_layers import ReviewLayers
+from ._base import ReviewFollower
 
 #: Columns shown (all of them are exported).
 SHOWN = (
@@ -61,7 +62,7 @@ class _NumericItem(QTableWidgetItem):
         return super().__lt__(other)
 
 
-class MeasurementTable(Container):
+class MeasurementTable(ReviewFollower):
     """Per-vertebra table of a measured Labels layer; follows every correction.
 
     Click a column header to sort; selecting a row selects that vertebra in the viewer and
@@ -69,10 +70,8 @@ class MeasurementTable(Container):
     """
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
-        self.viewer = viewer
-        labels = create_widget(annotation=napari.layers.Labels, name="vertebrae", label="vertebrae")
         export = PushButton(text="Export CSV…", name="export")
-        super().__init__(widgets=[labels, export])
+        super().__init__(viewer, [export])
         self.grid = QTableWidget()
         self.grid.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.grid.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -81,29 +80,11 @@ class MeasurementTable(Container):
         self.grid.setMinimumHeight(220)
         self.native.layout().addWidget(self.grid)
         self.table = pd.DataFrame(columns=list(COLUMNS))
-        self._review: ReviewLayers | None = None
-        self.vertebrae.changed.connect(self._follow)
         export.changed.connect(lambda *_: self._export_dialog())
         self.grid.itemSelectionChanged.connect(self._on_select)
         self._follow(self.vertebrae.value)
 
-    def _follow(self, layer) -> None:
-        if self._review is not None:
-            self._review.changed.disconnect(self.show_table)
-        self._review = find_review(layer) if layer is not None else None
-        if self._review is not None:
-            self._review.changed.connect(self.show_table)
-            self.show_table(self._review.review.table)
-        else:
-            self.show_table(pd.DataFrame(columns=list(COLUMNS)))
-
-    def reset_choices(self, *args) -> None:
-        super().reset_choices(*args)
-        layer = self.vertebrae.value
-        if layer is not None and find_review(layer) is not self._review:
-            self._follow(layer)
-
-    def show_table(self, table: pd.DataFrame) -> None:
+    def show(self, table: pd.DataFrame) -> None:
         """Fill the grid with ``table`` (the shown columns)."""
         self.table = table
         columns = [c for c in SHOWN if c in table.columns]
