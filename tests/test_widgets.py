@@ -334,3 +334,155 @@ def test_deleted_landmarks_are_put_back(radiograph):
     review.landmarks.remove_selected()
     assert len(review.landmarks.data) == count
     assert review.landmarks.features["landmark"].iloc[0] == "upper_anterior"
+
+
+#: The two samples every widget runs on: (sample, image layer, labels layer, preprocessing recipe).
+SAMPLES = {
+    "radiograph": (
+        "phantom radiograph",
+        "phantom radiograph bodies",
+        "seed 004 radiograph (clip 1 %, z-score, 1024², CLAHE)",
+    ),
+    "lumbar-ct": (
+        "lumbar CT",
+        "lumbar CT vertebrae (TotalSegmentator)",
+        "CT resampled to 1.5 mm, bone window",
+    ),
+}
+
+
+def _measure_sample(viewer, sample):
+    viewer.open_sample(PLUGIN, sample)
+    image_name, labels_name, _ = SAMPLES[sample]
+    widget = _dock(viewer, "Measure vertebrae")
+    widget.vertebrae.value = viewer.layers[labels_name]
+    widget.image.value = viewer.layers[image_name]
+    widget.run()
+    return widget.review_layers
+
+
+@pytest.fixture(params=list(SAMPLES))
+def measured_sample(request, make_napari_viewer):
+    """A viewer with one sample measured by the Measure widget, and that sample's name."""
+    viewer = make_napari_viewer()
+    return request.param, viewer, _measure_sample(viewer, request.param)
+
+
+def test_measure_widget_on_both_samples(measured_sample):
+    sample, viewer, review = measured_sample
+    image = viewer.layers[SAMPLES[sample][0]]
+    labels = review.labels
+    assert labels.ndim == image.ndim == (3 if sample == "lumbar-ct" else 2)
+    for layer in (labels, review.landmarks, review.heights, review.levels):
+        assert np.allclose(layer.scale, image.scale) and np.allclose(
+            layer.translate, image.translate
+        )
+    features = labels.features
+    assert list(features.columns[1 : len(COLUMNS) + 1]) == list(COLUMNS)
+    assert set(np.unique(labels.data)) == {0, *features["label"]}
+    assert features["level"].iloc[-1] == "S1"
+    measured = features["anterior_height_mm"].notna().sum()
+    assert measured >= 5
+    assert len(review.landmarks.data) == 6 * measured
+    assert review.landmarks.ndim == labels.ndim
+    # Heights in the table are the distances between the landmarks shown, in mm.
+    marks = review.landmarks
+    world = marks.data * np.asarray(labels.scale) + np.asarray(labels.translate)
+    rows = marks.features
+    for level, row in features.set_index("level").iterrows():
+        upper = ((rows["level"] == level) & (rows["landmark"] == "upper_posterior")).to_numpy()
+        lower = ((rows["level"] == level) & (rows["landmark"] == "lower_posterior")).to_numpy()
+        if upper.any():
+            distance = np.linalg.norm(world[upper][0] - world[lower][0])
+            assert row["posterior_height_mm"] == pytest.approx(distance, abs=1e-3)
+
+
+def test_levels_grade_table_and_plot_widgets_on_both_samples(measured_sample):
+    sample, viewer, review = measured_sample
+    features = review.labels.features
+    grade = _dock(viewer, "Grade fractures")
+    grade.vertebrae.value = review.labels
+    grade.run()
+    graded = features["genant_grade"].fillna(0).astype(int)
+    assert len(grade.report) == int((graded >= 1).sum())
+    table = _dock(viewer, "Measurement table")
+    table.vertebrae.value = review.labels
+    shown = [table.grid.item(r, 0).text() for r in range(table.grid.rowCount())]
+    assert shown == features["level"].tolist()
+    plot = _dock(viewer, "Height plot")
+    plot.vertebrae.value = review.labels
+    bodies = features[features["level"] != "S1"]
+    assert len(plot.figure.axes[0].lines[0].get_xdata()) == len(bodies)
+    # A shift by -1 on the Levels widget reaches the table, the plot's ticks and the text.
+    levels = _dock(viewer, "Levels")
+    levels.vertebrae.value = review.labels
+    before = features["level"].tolist()
+    levels.shift(-1)
+    after = review.labels.features["level"].tolist()
+    assert after[:-1] == [level_id_name(level_id(b) - 1) for b in before[:-1]]
+    assert [table.grid.item(r, 0).text() for r in range(table.grid.rowCount())] == after
+    ticks = [t.get_text() for t in plot.figure.axes[0].get_xticklabels()]
+    assert ticks == [level for level in after if level != "S1"]
+    assert review.levels.text.values.tolist()[0].split()[0] == after[0]
+
+
+def level_id_name(value: int) -> str:
+    from napari_vertebra.core.labels import level_name
+
+    return level_name(value)
+
+
+@pytest.mark.parametrize("sample", list(SAMPLES))
+def test_preprocess_widget_on_both_samples(make_napari_viewer, sample):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, sample)
+    image_name, _, recipe = SAMPLES[sample]
+    image = viewer.layers[image_name]
+    widget = _dock(viewer, "Preprocess")
+    widget.image.value = image
+    widget.recipe.value = recipe
+    widget.run()
+    out = viewer.layers[f"{image_name} preprocessed"]
+    assert out.data.shape == image.data.shape
+    assert np.allclose(out.scale, image.scale) and np.allclose(out.translate, image.translate)
+    ops = [step["op"] for step in out.metadata["napari_vertebra_preprocessing"]]
+    assert ops[-1] in ("clahe", "hu_window")
+    if sample == "lumbar-ct":
+        # Bone window: air at 0, cortical bone near 1, on the CT's own grid.
+        assert float(out.data.min()) == pytest.approx(0.0, abs=1e-3)
+        assert 0.9 <= float(out.data.max()) <= 1.0 + 1e-6
+
+
+def test_dragging_a_landmark_in_3d_updates_heights_ratios_and_grade(make_napari_viewer):
+    review = _measure_sample(make_napari_viewer(), "lumbar-ct")
+    labels = review.labels
+    before = labels.features.set_index("level")
+    points = review.landmarks
+    rows = points.features
+    pick = lambda name: np.nonzero(  # noqa: E731
+        ((rows["level"] == "L3") & (rows["landmark"] == name)).to_numpy()
+    )[0][0]
+    upper, lower = pick("upper_anterior"), pick("lower_anterior")
+    data = points.data.copy()
+    data[upper] += 0.5 * (data[lower] - data[upper])
+    points.data = data
+
+    after = labels.features.set_index("level")
+    scale = np.asarray(labels.scale)
+    height = float(np.linalg.norm((data[lower] - data[upper]) * scale))
+    assert after.loc["L3", "anterior_height_mm"] == pytest.approx(height, abs=1e-3)
+    assert height == pytest.approx(0.5 * before.loc["L3", "anterior_height_mm"], rel=0.05)
+    avh = after["anterior_height_mm"]
+    for a, b, c in (("L2", "L3", "L4"), ("L1", "L2", "L3"), ("L3", "L4", "L5")):
+        expected = vertebral_compression_ratio(avh[a], avh[b], avh[c])
+        assert after.loc[b, "vcr_percent"] == pytest.approx(expected, abs=0.01)
+    assert before.loc["L3", "genant_grade"] == 0 and after.loc["L3", "genant_grade"] == 3
+    assert after.loc["L3", "fracture_type"] == "wedge"
+    assert "landmarks_edited" in after.loc["L3", "qc_flags"]
+    # Unchanged: the posterior heights of L3 and the heights of bodies away from it.
+    assert after.loc["L3", "posterior_height_mm"] == pytest.approx(
+        before.loc["L3", "posterior_height_mm"]
+    )
+    assert after.loc["L1", "anterior_height_mm"] == pytest.approx(
+        before.loc["L1", "anterior_height_mm"]
+    )

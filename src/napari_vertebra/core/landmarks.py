@@ -453,16 +453,30 @@ def volume_landmarks(
     def lift(p: np.ndarray) -> np.ndarray:
         return center + to_world @ p
 
-    landmarks = {
-        name: lift(np.mean([f.landmarks[name] for f in fits], axis=0)) for name in LANDMARK_NAMES
+    heights = {
+        name: float(np.mean([getattr(f, f"{name}_height_mm") for f in fits]))
+        for name in ("anterior", "middle", "posterior")
     }
+    landmarks = {}
+    for name, height in heights.items():
+        # Averaging the planes' points would shorten a height whose direction differs between
+        # planes; each pair keeps its mean midpoint and direction and the planes' mean height,
+        # so that the height is still the distance between the two landmarks shown.
+        upper = np.array([f.landmarks[f"upper_{name}"] for f in fits])
+        lower = np.array([f.landmarks[f"lower_{name}"] for f in fits])
+        middle = lift(np.mean((upper + lower) / 2, axis=0))
+        direction = to_world @ np.mean(lower - upper, axis=0)
+        direction /= np.linalg.norm(direction)
+        landmarks[f"upper_{name}"] = middle - height / 2 * direction
+        landmarks[f"lower_{name}"] = middle + height / 2 * direction
+    landmarks = {name: landmarks[name] for name in LANDMARK_NAMES}
     e_cc3 = to_world @ np.mean([f.e_cc for f in fits], axis=0)
     e_ap3 = to_world @ np.mean([f.e_ap for f in fits], axis=0)
     return BodyGeometry(
         landmarks=landmarks,
-        anterior_height_mm=float(np.mean([f.anterior_height_mm for f in fits])),
-        middle_height_mm=float(np.mean([f.middle_height_mm for f in fits])),
-        posterior_height_mm=float(np.mean([f.posterior_height_mm for f in fits])),
+        anterior_height_mm=heights["anterior"],
+        middle_height_mm=heights["middle"],
+        posterior_height_mm=heights["posterior"],
         center=lift(np.mean([f.center for f in fits], axis=0)),
         e_cc=e_cc3 / np.linalg.norm(e_cc3),
         e_ap=e_ap3 / np.linalg.norm(e_ap3),
