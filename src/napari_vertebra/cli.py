@@ -4,6 +4,7 @@ Subcommands:
   phantom   write synthetic spine phantoms with exact ground truth
   measure   levels, landmarks, heights, VCR/VC and Genant grade from a label map
   analyze   segment an image, then level and measure it (labels, table, landmarks, summary)
+  train     train a vertebral-body model (phantoms, projections of CTs, folders, VerSe)
   info      print the geometry napari-vertebra reads from a file or DICOM folder
   view      open files (or a bundled sample) in napari with the plugin
 """
@@ -131,6 +132,52 @@ def _analyze(args: argparse.Namespace) -> int:
     seconds = result.summary["timings_s"]["total_s"]
     print(f"model {result.summary['model']['name']} on {result.summary['device']}, {seconds:.1f} s")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .core.train import TrainConfig, train
+
+    config_fields = dict(
+        name=args.name,
+        output=args.output,
+        data=args.data,
+        validation=args.validation,
+        modality=args.modality.upper(),
+        architecture=args.architecture,
+        context=args.context,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        patch=args.patch,
+        learning_rate=args.learning_rate,
+        evaluate_every=args.evaluate_every,
+        seed=args.seed,
+        device=args.device,
+        init_from=args.init_from,
+        description=args.description,
+        command="napari-vertebra " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
+    )
+    if args.arguments:
+        config_fields["arguments"] = json.loads(args.arguments)
+    bar = None
+
+    def progress(what: str, done: int, total: int) -> None:
+        nonlocal bar
+        from tqdm import tqdm
+
+        if bar is None or bar.desc != what:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=total or None, desc=what, file=sys.stderr, dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    card = train(TrainConfig(**config_fields), progress=progress, resume=args.resume)
+    if bar is not None:
+        bar.close()
+    figures = {k: v for k, v in card.validation.items() if k.startswith("dice")}
+    print(f"wrote {card.path} and {card.weights_path}; validation {figures}")
     return 0
 
 
@@ -273,6 +320,34 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ana.set_defaults(func=_analyze)
 
+    tr = sub.add_parser(
+        "train",
+        help="train a vertebral-body segmentation model",
+        description="Data specs: phantom-xr:N, phantom-ct:N, folder:PATH (images/ + masks/), "
+        "verse:PATH (VerSe CT + vertebra masks), drr:SPEC[@K] (K lateral projections of each "
+        "CT of another spec, e.g. drr:phantom-ct:20@2). Writes config.json, metrics.csv, "
+        "curves.png, checkpoint.pt and NAME.safetensors + NAME.json into the output folder.",
+    )
+    tr.add_argument("-o", "--output", required=True, help="run folder (new, or --resume)")
+    tr.add_argument("--name", required=True, help="model name (file names of weights and card)")
+    tr.add_argument("--data", action="append", required=True, help="training data spec")
+    tr.add_argument("--validation", action="append", required=True, help="held-out data spec")
+    tr.add_argument("--modality", default="XR", choices=("XR", "CT", "xr", "ct"))
+    tr.add_argument("--architecture", default="unet", help="a registry architecture")
+    tr.add_argument("--arguments", default=None, help="network arguments as JSON")
+    tr.add_argument("--context", type=int, default=0, help="CT: neighbouring slices per side")
+    tr.add_argument("--steps", type=int, default=1000)
+    tr.add_argument("--batch-size", type=int, default=8)
+    tr.add_argument("--patch", type=int, default=256, help="training crop size (pixels)")
+    tr.add_argument("--learning-rate", type=float, default=1e-3)
+    tr.add_argument("--evaluate-every", type=int, default=100, help="steps between validations")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    tr.add_argument("--init-from", default=None, help="model name or card to fine-tune")
+    tr.add_argument("--description", default="", help="text for the model card")
+    tr.add_argument("--resume", action="store_true", help="continue the run in the folder")
+    tr.set_defaults(func=_train, argv=None)
+
     info = sub.add_parser("info", help="print what napari-vertebra reads from a file or folder")
     info.add_argument("path")
     info.set_defaults(func=_info)
@@ -293,9 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-vertebra`` command."""
     args = build_parser().parse_args(argv)
+    if argv is not None and hasattr(args, "argv"):
+        args.argv = list(argv)
     try:
         return args.func(args)
-    except (SpineIOError, ValueError, KeyError) as err:
+    except (SpineIOError, ValueError, KeyError, FileExistsError, FileNotFoundError) as err:
         print(f"napari-vertebra {args.command}: error: {err}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,166 @@
+"""Where training images and vertebral-body labels come from (issue 6, sources a–d).
+
+Each source yields ``(image, bodies)`` pairs of :class:`~napari_vertebra.core.image.SpineImage`,
+bodies in VerSe IDs (sacrum 26). Whole-vertebra masks (VerSe, TotalSegmentator) are reduced to
+their bodies first, with the same isolation the measurements use.
+
+Spec strings (the ``--data`` option of ``napari-vertebra train``):
+
+- ``phantom-xr:N`` / ``phantom-ct:N``: N phantoms generated on the fly (seeds from the run seed);
+- ``folder:PATH``: ``PATH/images/NAME.*`` with ``PATH/masks/NAME.*`` (PNG/TIFF/DICOM/NIfTI;
+  masks semantic, 1 = body, 26 = sacrum, or VerSe-ID instances);
+- ``verse:PATH``: a VerSe-format dataset, ``*_ct.nii.gz`` with ``*_msk.nii.gz`` of the same
+  subject (orientation from the NIfTI headers; the centroid JSON is not needed for bodies);
+- ``drr:SPEC``: lateral projections with random geometry of the CTs of another CT spec
+  (``drr:phantom-ct:20``, ``drr:verse:PATH``), for radiograph models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..image import SpineImage
+from ..instances import isolate_body
+from ..io import read_image
+from ..io.errors import SpineIOError
+from ..labels import SACRUM
+
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz", ".jpg", ".jpeg")
+
+
+class DataSpecError(ValueError):
+    """A ``--data`` spec that cannot be understood or points at nothing usable."""
+
+
+def bodies_of(labels: SpineImage) -> SpineImage:
+    """Vertebral bodies of a label map: each vertebra's body isolated, the sacrum kept.
+
+    A semantic mask (only 1 and 26) is returned with its bodies unchanged.
+    """
+    array = np.asarray(labels.array)
+    values = [int(v) for v in np.unique(array) if v]
+    if set(values) <= {1, SACRUM}:
+        return labels
+    out = np.zeros(array.shape, dtype=np.uint8)
+    for value in values:
+        mask = array == value
+        out[isolate_body(mask) if value != SACRUM else mask] = value
+    return labels.with_array(out, kind="labels")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def folder_pairs(folder: str | Path) -> Iterator[tuple[SpineImage, SpineImage]]:
+    """``folder/images/NAME.*`` with ``folder/masks/NAME.*``; a mask missing is an error."""
+    folder = Path(folder)
+    images, masks = folder / "images", folder / "masks"
+    if not images.is_dir() or not masks.is_dir():
+        raise DataSpecError(f"{folder}: needs the subfolders images/ and masks/")
+    by_stem = {_stem(p): p for p in masks.iterdir() if not p.name.startswith(".")}
+    found = sorted(p for p in images.iterdir() if not p.name.startswith("."))
+    if not found:
+        raise DataSpecError(f"{images}: no images")
+    for path in found:
+        mask = by_stem.get(_stem(path))
+        if mask is None:
+            raise DataSpecError(f"{path}: no mask named {_stem(path)}.* in {masks}")
+        image = read_image(path)
+        labels = read_image(mask, kind="labels") if _is_nifti(mask) else read_image(mask)
+        if labels.shape != image.shape:
+            raise DataSpecError(f"{mask}: shape {labels.shape} differs from {path} {image.shape}")
+        if image.spacing is None and labels.spacing is not None:
+            image = image.with_spacing(labels.spacing)
+        labels = labels.with_array(np.asarray(labels.array).astype(np.uint8), kind="labels")
+        if image.spacing is not None:
+            labels = _with_geometry(labels, image)
+        yield image, bodies_of(labels)
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith((".nii", ".nii.gz"))
+
+
+def _with_geometry(labels: SpineImage, image: SpineImage) -> SpineImage:
+    import dataclasses
+
+    return dataclasses.replace(labels, spacing=image.spacing, origin=image.origin)
+
+
+def verse_pairs(folder: str | Path) -> Iterator[tuple[SpineImage, SpineImage]]:
+    """CT and vertebra mask pairs of a VerSe-format dataset (searched recursively)."""
+    folder = Path(folder)
+    cts = sorted(folder.rglob("*_ct.nii.gz"))
+    if not cts:
+        raise DataSpecError(f"{folder}: no *_ct.nii.gz (VerSe layout)")
+    for ct_path in cts:
+        subject = ct_path.name.split("_")[0]
+        masks = sorted(ct_path.parent.parent.rglob(f"{subject}*_msk.nii.gz"))
+        masks = [m for m in masks if "subreg" not in m.name] or masks
+        if not masks:
+            raise DataSpecError(f"{ct_path}: no {subject}*_msk.nii.gz mask")
+        ct = read_image(ct_path, modality="CT")
+        labels = read_image(masks[0], kind="labels")
+        if labels.shape != ct.shape:
+            raise DataSpecError(f"{masks[0]}: shape {labels.shape} differs from the CT {ct.shape}")
+        yield ct, bodies_of(labels)
+
+
+def phantom_pairs(modality: str, count: int, seed: int) -> Iterator[tuple[SpineImage, SpineImage]]:
+    """``count`` phantoms of ``modality`` from seeds derived from ``seed``."""
+    from ..phantom import make_phantom
+
+    for child in np.random.SeedSequence(seed).spawn(count):
+        phantom = make_phantom(modality, child)
+        yield phantom.image, phantom.labels
+
+
+def drr_pairs(
+    cts: Iterator[tuple[SpineImage, SpineImage]], seed: int, per_ct: int = 1
+) -> Iterator[tuple[SpineImage, SpineImage]]:
+    """Lateral projections with random geometry (:mod:`napari_vertebra.core.drr`)."""
+    from ..drr import ProjectionGeometry, lateral_projection
+
+    rng = np.random.default_rng(seed)
+    for ct, bodies in cts:
+        for _ in range(per_ct):
+            yield lateral_projection(ct, bodies, ProjectionGeometry.random(rng), rng)
+
+
+def pairs_from_spec(spec: str, seed: int) -> Iterator[tuple[SpineImage, SpineImage]]:
+    """The pairs a ``--data`` spec names (see the module docstring)."""
+    kind, _, rest = spec.partition(":")
+    if kind in ("phantom-xr", "phantom-ct"):
+        try:
+            count = int(rest)
+        except ValueError:
+            raise DataSpecError(f"{spec}: give the number of phantoms, e.g. {kind}:200") from None
+        return phantom_pairs(kind.split("-")[1], count, seed)
+    if kind == "folder":
+        return folder_pairs(rest)
+    if kind == "verse":
+        return verse_pairs(rest)
+    if kind == "drr":
+        inner, _, per = rest.rpartition("@")
+        if not inner:
+            inner, per = rest, "1"
+        return drr_pairs(pairs_from_spec(inner, seed + 1), seed, per_ct=int(per))
+    raise DataSpecError(
+        f"{spec}: unknown data source {kind!r} (phantom-xr:N, phantom-ct:N, folder:PATH, "
+        "verse:PATH, drr:SPEC)"
+    )
+
+
+def read_error_message(error: Exception) -> str:
+    """A one-line message for a source that failed to read."""
+    if isinstance(error, SpineIOError | DataSpecError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"

@@ -1,0 +1,228 @@
+"""Training: targets on the model grid, augmentation, the loop with checkpoints, resume, card."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from napari_vertebra import make_phantom
+from napari_vertebra.cli import main
+from napari_vertebra.core.io import write_nifti
+from napari_vertebra.core.labels import SACRUM
+from napari_vertebra.core.segment.card import read_card, verify
+from napari_vertebra.core.train import TrainConfig, train
+from napari_vertebra.core.train.augment import augment, random_crop
+from napari_vertebra.core.train.loop import XR_PREPROCESSING
+from napari_vertebra.core.train.sources import DataSpecError, bodies_of, pairs_from_spec
+from napari_vertebra.core.train.targets import class_map, to_model_grid
+
+TINY = {"encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
+
+
+def _config(tmp_path, name="tiny", **changes):
+    fields = dict(
+        name=name,
+        output=str(tmp_path / name),
+        data=["phantom-xr:3"],
+        validation=["phantom-xr:1"],
+        steps=4,
+        batch_size=2,
+        patch=64,
+        evaluate_every=2,
+        arguments=dict(TINY),
+        device="cpu",
+    )
+    fields.update(changes)
+    return TrainConfig(**fields)
+
+
+def test_class_map_and_model_grid_follow_the_card_preprocessing():
+    phantom = make_phantom("xr", 4)
+    classes = class_map(phantom.labels.array)
+    assert set(np.unique(classes)) == {0, 1, 2}
+    assert np.array_equal(classes == 2, phantom.labels.array == SACRUM)
+    image, target = to_model_grid(phantom.image, phantom.labels, XR_PREPROCESSING)
+    # Resampled to 0.8 mm: the extent in mm is kept, and so are the bodies' areas (within 3 %).
+    expected = np.round(np.array(phantom.image.shape) * phantom.image.spacing[0] / 0.8)
+    assert image.shape == target.shape == tuple(expected.astype(int))
+    area_source = (classes == 1).sum() * phantom.image.spacing[0] ** 2
+    area_model = (target == 1).sum() * 0.8**2
+    assert area_model == pytest.approx(area_source, rel=0.03)
+    assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0  # CLAHE ends in [0, 1]
+
+
+def test_augmentation_keeps_labels_aligned_and_never_turns_the_spine_upside_down():
+    phantom = make_phantom("xr", 4)
+    image, target = to_model_grid(phantom.image, phantom.labels, XR_PREPROCESSING)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        crop_image, crop_target = random_crop(image[None], target, 192, rng)
+        out_image, out_target = augment(crop_image, crop_target, rng)
+        assert out_image.shape == (1, 192, 192) and out_target.shape == (192, 192)
+        assert set(np.unique(out_target)) <= {0, 1, 2}
+    # The sacrum stays below the bodies (no cranio-caudal flip), whatever else changes.
+    for _ in range(5):
+        out_image, out_target = augment(image[None], target, rng)
+        rows_body = np.nonzero((out_target == 1).any(axis=1))[0]
+        rows_sacrum = np.nonzero((out_target == 2).any(axis=1))[0]
+        assert rows_sacrum.mean() > rows_body.mean()
+    # Bone stays brighter than background on average (intensity changes are monotone).
+    assert out_image[0][out_target == 1].mean() > out_image[0][out_target == 0].mean()
+
+
+def test_whole_vertebra_masks_are_reduced_to_bodies():
+    phantom = make_phantom("xr", 4)
+    bodies = bodies_of(phantom.vertebrae)
+    truth = phantom.labels.array
+    for value in (21, 22, 23):
+        overlap = (bodies.array == value) & (truth == value)
+        assert overlap.sum() / (truth == value).sum() > 0.9
+        assert (bodies.array == value).sum() < (phantom.vertebrae.array == value).sum()
+
+
+def test_data_specs_are_checked():
+    with pytest.raises(DataSpecError, match="unknown data source"):
+        pairs_from_spec("nifti:/x", 0)
+    with pytest.raises(DataSpecError, match="number of phantoms"):
+        pairs_from_spec("phantom-xr:many", 0)
+
+
+def test_training_writes_curves_checkpoint_and_a_verified_card(tmp_path):
+    card = train(_config(tmp_path))
+    run = tmp_path / "tiny"
+    assert {"config.json", "metrics.csv", "curves.png", "checkpoint.pt"} <= {
+        p.name for p in run.iterdir()
+    }
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    assert all(0 <= float(r["val_dice_body"]) <= 1 for r in rows)
+    assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    again = read_card(run / "tiny.json")
+    verify(again)
+    assert again.classes == ["background", "vertebral_body", "sacrum"]
+    assert again.preprocessing == [dict(s) for s in XR_PREPROCESSING]
+    best = max(float(r["val_dice_body"]) for r in rows)
+    assert again.validation["dice_vertebral_body_model_grid"] == pytest.approx(best, abs=1e-4)
+    assert "phantom-xr:3" in again.training_data
+    # The saved model segments a phantom radiograph (4 steps are too few for levels).
+    from napari_vertebra import segment
+
+    phantom = make_phantom("xr", 9)
+    found = segment(phantom.image, model=str(run / "tiny.json"))
+    assert found.labels.shape == phantom.image.shape
+    assert found.model["sha256"] == card.sha256
+    # A run folder is never overwritten.
+    with pytest.raises(FileExistsError):
+        train(_config(tmp_path))
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
+    train(_config(tmp_path, name="whole"))
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_three(what, done, total):
+        if what == "training" and done == 3:
+            raise Stop
+
+    config = _config(tmp_path, name="cut")
+    with pytest.raises(Stop):
+        train(config, progress=stop_after_three)
+    assert not (tmp_path / "cut" / "cut.json").exists()
+    train(_config(tmp_path, name="cut"), resume=True)
+    whole = list(csv.DictReader(open(tmp_path / "whole" / "metrics.csv")))
+    cut = list(csv.DictReader(open(tmp_path / "cut" / "metrics.csv")))
+    assert [r["step"] for r in cut] == ["2", "4"]
+    for a, b in zip(whole, cut, strict=True):
+        assert float(a["train_loss"]) == pytest.approx(float(b["train_loss"]), rel=1e-3)
+        assert float(a["val_dice_body"]) == pytest.approx(float(b["val_dice_body"]), abs=1e-3)
+
+
+def test_cli_trains_from_a_folder_and_fine_tunes(tmp_path, capsys):
+    folder = tmp_path / "data"
+    for k in range(2):
+        phantom = make_phantom("xr", 20 + k)
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "masks").mkdir(exist_ok=True)
+        write_nifti(phantom.image, folder / "images" / f"case{k}.nii.gz")
+        write_nifti(phantom.vertebrae, folder / "masks" / f"case{k}.nii.gz")
+    common = ["--steps", "2", "--batch-size", "2", "--patch", "64", "--evaluate-every", "2"]
+    code = main(
+        [
+            "train",
+            "-o",
+            str(tmp_path / "run"),
+            "--name",
+            "mine",
+            "--data",
+            f"folder:{folder}",
+            "--validation",
+            "phantom-xr:1",
+            "--arguments",
+            json.dumps(TINY),
+            "--device",
+            "cpu",
+            *common,
+        ]
+    )
+    assert code == 0
+    card = read_card(tmp_path / "run" / "mine.json")
+    assert card.validation["command"].startswith("napari-vertebra train -o ")
+    assert "2 pairs" in card.training_data
+    code = main(
+        [
+            "train",
+            "-o",
+            str(tmp_path / "tuned"),
+            "--name",
+            "tuned",
+            "--data",
+            f"folder:{folder}",
+            "--validation",
+            "phantom-xr:1",
+            "--init-from",
+            str(tmp_path / "run" / "mine.json"),
+            "--device",
+            "cpu",
+            *common,
+        ]
+    )
+    assert code == 0
+    tuned = read_card(tmp_path / "tuned" / "tuned.json")
+    assert tuned.arguments == card.arguments and "fine-tuned from" in tuned.training_data
+    # A folder without masks is refused with its name.
+    (folder / "masks" / "case1.nii.gz").unlink()
+    code = main(
+        [
+            "train",
+            "-o",
+            str(tmp_path / "bad"),
+            "--name",
+            "bad",
+            "--data",
+            f"folder:{folder}",
+            "--validation",
+            "phantom-xr:1",
+            "--device",
+            "cpu",
+            *common,
+        ]
+    )
+    assert code == 1 and "case1" in capsys.readouterr().err
+
+
+def test_ct_model_trains_on_verse_format_data(tmp_path, shared_data):
+    config = _config(
+        tmp_path,
+        name="ct",
+        modality="CT",
+        context=1,
+        data=[f"verse:{shared_data / 'ct-crop-tptbox'}"],
+        validation=[f"verse:{shared_data / 'ct-crop-tptbox'}"],
+        steps=2,
+    )
+    card = train(config)
+    assert card.arguments["in_channels"] == 3 and card.input["context"] == 1
+    assert card.modality == "CT"
