@@ -486,3 +486,42 @@ def test_dragging_a_landmark_in_3d_updates_heights_ratios_and_grade(make_napari_
     assert after.loc["L1", "anterior_height_mm"] == pytest.approx(
         before.loc["L1", "anterior_height_mm"]
     )
+
+
+def test_analyze_widget_on_the_radiograph_uses_the_bundled_model(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "radiograph")
+    image = viewer.layers["phantom radiograph"]
+    truth = viewer.layers["phantom radiograph bodies"]
+    widget = _dock(viewer, "Analyze spine")
+    widget.image.value = image
+    widget.model.value = "auto"
+    widget.run()
+    review = widget.review_layers
+    labels = review.labels
+    assert labels.ndim == 2 and np.allclose(labels.scale, image.scale)
+    assert review.review.measurement is not None
+    # Levels as the phantom's truth, and the L1 wedge fracture found by the model's bodies.
+    assert labels.features["level"].tolist() == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    graded = labels.features.set_index("level")["genant_grade"]
+    assert int(graded["L1"]) >= 1 and int(graded["L3"]) == 0
+    bodies = (labels.data > 0) & (labels.data != 26)
+    expected = (truth.data > 0) & (truth.data != 26)
+    assert 2 * (bodies & expected).sum() / (bodies.sum() + expected.sum()) > 0.9
+    assert len(review.landmarks.data) == 6 * 7
+
+
+def test_segment_widget_on_the_radiograph(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "radiograph")
+    segment = _dock(viewer, "Segment vertebral bodies")
+    segment.image.value = viewer.layers["phantom radiograph"]
+    segment.model.value = "auto"
+    segment.run()
+    bodies = segment.layer
+    assert bodies.ndim == 2 and np.allclose(bodies.scale, viewer.layers[0].scale)
+    assert (bodies.features["segmentation_confidence"] > 0.5).all()
+    levels = _dock(viewer, "Levels")
+    levels.vertebrae.value = bodies
+    levels.run()
+    assert bodies.features["level"].tolist()[-3:] == ["L4", "L5", "S1"]

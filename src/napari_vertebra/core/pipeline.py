@@ -309,10 +309,14 @@ def segment(
         labels_array, probabilities, details = _segment_learned(
             image, card, device_used, tta, progress
         )
+    if card is not None:
+        from .segment.card import sha256_of
+
     model_record = {
         "name": card.name if card else CT_BASELINE,
         "path": str(card.path) if card and card.path else None,
         "sha256": card.sha256 if card else None,
+        "card_sha256": sha256_of(card.path) if card and card.path else None,
         "architecture": card.architecture if card else "hu-threshold baseline",
         "training_data": card.training_data if card else "none (not learned)",
     }

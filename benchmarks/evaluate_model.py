@@ -1,0 +1,188 @@
+"""Held-out figures of a vertebral-body model, as issue 6 asks and the model cards state them.
+
+- Held-out phantoms (seeds never used in training or validation: those are spawned from the
+  run seed and its offsets, these from 424242): vertebral-body Dice on the image grid (all
+  bodies against all bodies, sacrum excluded), levels correct (each true body takes the level
+  the analysis gave most of its pixels), and fracture detection (Genant grade ≥ 1 from the
+  measured heights against the phantom's true grade) as sensitivity and specificity.
+- Radiograph models: the true lateral projection of the real CT ct-lumbar-totalseg (held out
+  of all training), its bodies from body_disc_mask: whether L1–L5 get their levels.
+- CT models: the same CT itself, Dice against body_disc_mask label 1 and levels T12–L5.
+
+Run: python benchmarks/evaluate_model.py MODEL [--phantoms 20] [--json OUT.json] [--write-card]
+(--write-card adds the figures, with this command, to the validation section of the model's card;
+the weights and their SHA-256 are not touched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ct-lumbar-totalseg"
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
+
+
+def level_votes(truth: np.ndarray, predicted: np.ndarray) -> dict[int, int]:
+    """True label -> the predicted label covering most of it (0 when nothing)."""
+    out = {}
+    for value in np.unique(truth):
+        if value in (0, 26):
+            continue
+        values, counts = np.unique(predicted[truth == value], return_counts=True)
+        keep = values != 0
+        out[int(value)] = int(values[keep][np.argmax(counts[keep])]) if keep.any() else 0
+    return out
+
+
+def evaluate_phantoms(model: str, count: int, modality: str) -> dict:
+    from napari_vertebra import analyze, make_phantom
+    from napari_vertebra.core.labels import level_name
+
+    dices, correct, total, seconds = [], 0, 0, []
+    tp = fn = tn = fp = 0
+    failures = []
+    for child in np.random.SeedSequence(424242).spawn(count):
+        phantom = make_phantom(modality, child)
+        truth = phantom.labels.array
+        started = time.perf_counter()
+        try:
+            result = analyze(phantom.image, model=model)
+        except ValueError as error:
+            failures.append(str(error))
+            bodies = [v for v in np.unique(truth) if v not in (0, 26)]
+            total += len(bodies)
+            dices.append(0.0)
+            continue
+        seconds.append(time.perf_counter() - started)
+        predicted = result.labels.array
+        dices.append(dice((truth > 0) & (truth != 26), (predicted > 0) & (predicted != 26)))
+        votes = level_votes(truth, predicted)
+        correct += sum(int(v == k) for k, v in votes.items())
+        total += len(votes)
+        rows = result.table.set_index("level")
+        for vertebra in phantom.truth["vertebrae"]:
+            voted = votes.get(int(vertebra["label"]), 0)
+            name = level_name(voted) if voted else None
+            if name is None or name not in rows.index:
+                continue
+            grade = rows.loc[name, "genant_grade"]
+            if grade != grade or grade is None:  # NaN: not graded (end of the column)
+                continue
+            positive, found = vertebra["genant_grade"] >= 1, int(grade) >= 1
+            tp += positive and found
+            fn += positive and not found
+            fp += found and not positive
+            tn += not found and not positive
+    return {
+        "phantoms": count,
+        "dice_vertebral_body_median": round(float(np.median(dices)), 4),
+        "dice_vertebral_body_mean": round(float(np.mean(dices)), 4),
+        "levels_correct_percent": round(100 * correct / max(total, 1), 1),
+        "fracture_sensitivity": round(tp / max(tp + fn, 1), 3),
+        "fracture_specificity": round(tn / max(tn + fp, 1), 3),
+        "fracture_counts": {"tp": tp, "fn": fn, "tn": tn, "fp": fp},
+        "failed_analyses": len(failures),
+        "seconds_per_image_median": round(float(np.median(seconds)), 2) if seconds else None,
+    }
+
+
+def _real_ct_bodies():
+    from napari_vertebra import read_image
+    from napari_vertebra.samples import lumbar_ct
+
+    ct, vertebrae = lumbar_ct()
+    mask = read_image(SHARED / "body_disc_mask.nii.gz", kind="labels")
+    labels = vertebrae.array
+    bodies = np.where(mask.array == 1, labels, np.where(labels == 26, 26, 0)).astype(np.uint8)
+    return ct, vertebrae.with_array(bodies)
+
+
+def evaluate_real_projection(model: str) -> dict:
+    from napari_vertebra import analyze
+    from napari_vertebra.core.drr import ProjectionGeometry, lateral_projection
+    from napari_vertebra.core.labels import level_name
+
+    ct, bodies = _real_ct_bodies()
+    image, truth = lateral_projection(ct, bodies, ProjectionGeometry(blur_mm=0.5))
+    result = analyze(image, model=model)
+    votes = level_votes(truth.array, result.labels.array)
+    named = {level_name(k): (level_name(v) if v else "-") for k, v in votes.items()}
+    lumbar = [f"L{k}" for k in range(1, 6)]
+    return {
+        "levels": named,
+        "l1_l5_correct": all(named.get(level) == level for level in lumbar),
+        "dice_vertebral_body": round(
+            dice(
+                (truth.array > 0) & (truth.array != 26),
+                (result.labels.array > 0) & (result.labels.array != 26),
+            ),
+            4,
+        ),
+    }
+
+
+def evaluate_real_ct(model: str) -> dict:
+    from napari_vertebra import analyze
+    from napari_vertebra.core.labels import level_name
+
+    ct, bodies = _real_ct_bodies()
+    result = analyze(ct, model=model)
+    votes = level_votes(bodies.array, result.labels.array)
+    named = {level_name(k): (level_name(v) if v else "-") for k, v in votes.items()}
+    wanted = ["T12", "L1", "L2", "L3", "L4", "L5"]
+    truth = (bodies.array > 0) & (bodies.array != 26)
+    found = (result.labels.array > 0) & (result.labels.array != 26)
+    return {
+        "levels": named,
+        "t12_l5_correct": all(named.get(level) == level for level in wanted),
+        "dice_vertebral_body": round(dice(truth, found), 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="model name or card path")
+    parser.add_argument("--phantoms", type=int, default=20)
+    parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--write-card", action="store_true", help="add the figures to the card")
+    args = parser.parse_args()
+    from napari_vertebra.core.segment.registry import find_model
+
+    card = find_model(args.model)
+    figures = {
+        "model": card.name,
+        "sha256": card.sha256,
+        "held_out_phantoms": evaluate_phantoms(args.model, args.phantoms, card.modality.lower()),
+    }
+    if card.modality == "XR":
+        figures["real_ct_lateral_projection"] = evaluate_real_projection(args.model)
+    else:
+        figures["real_ct"] = evaluate_real_ct(args.model)
+    text = json.dumps(figures, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    if args.write_card:
+        import sys
+
+        data = json.loads(card.path.read_text(encoding="utf-8"))
+        figures.pop("model"), figures.pop("sha256")
+        data["validation"].update(figures)
+        data["validation"]["evaluation_command"] = "python " + " ".join(
+            ["benchmarks/evaluate_model.py", *sys.argv[1:]]
+        )
+        card.path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote the figures into {card.path}")
+
+
+if __name__ == "__main__":
+    main()
