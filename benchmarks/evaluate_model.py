@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ct-lumbar-totalseg"
 
@@ -75,7 +76,7 @@ def evaluate_phantoms(model: str, count: int, modality: str) -> dict:
             if name is None or name not in rows.index:
                 continue
             grade = rows.loc[name, "genant_grade"]
-            if grade != grade or grade is None:  # NaN: not graded (end of the column)
+            if pd.isna(grade):  # not graded (end of the column, no reference)
                 continue
             positive, found = vertebra["genant_grade"] >= 1, int(grade) >= 1
             tp += positive and found
