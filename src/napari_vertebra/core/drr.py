@@ -56,6 +56,12 @@ class ProjectionGeometry:
         Gaussian detector blur (sigma, mm).
     noise
         Standard deviation of the quantum noise relative to the displayed range.
+    soft_tissue_scale
+        Factor on the attenuation of soft tissue and fat (HU ≤ 0): a patient wider than the CT's
+        field of view (phantoms and cropped CTs are narrower than an abdomen, whose soft tissue
+        hides the spine on a real lateral film).
+    gas_blobs
+        Number of bowel-gas shadows (dark, 15–40 mm) laid over the front half of the patient.
     """
 
     axial_rotation_deg: float = 0.0
@@ -67,11 +73,14 @@ class ProjectionGeometry:
     gamma: float = 1.0
     blur_mm: float = 0.0
     noise: float = 0.0
+    soft_tissue_scale: float = 1.0
+    gas_blobs: int = 0
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> ProjectionGeometry:
         """A plausible lateral spine film: beam within ±6° axially and ±4° coronally,
-        magnification 1.05–1.25, kVp from 70 to 100 (bone contrast 1.0–1.8)."""
+        magnification 1.05–1.25, kVp from 70 to 100 (bone contrast 1.0–1.8), a patient up to
+        three times as wide as the CT, up to 4 gas shadows, blur up to that of 3 mm slices."""
         return cls(
             axial_rotation_deg=float(rng.uniform(-6, 6)),
             coronal_tilt_deg=float(rng.uniform(-4, 4)),
@@ -80,8 +89,10 @@ class ProjectionGeometry:
             window_low=float(rng.uniform(0.0, 0.25)),
             window_high=float(rng.uniform(0.85, 1.0)),
             gamma=float(rng.uniform(0.7, 1.4)),
-            blur_mm=float(rng.uniform(0.2, 1.0)),
+            blur_mm=float(rng.uniform(0.2, 2.0)),
             noise=float(rng.uniform(0.005, 0.03)),
+            soft_tissue_scale=float(rng.uniform(1.0, 3.0)),
+            gas_blobs=int(rng.integers(0, 5)),
         )
 
 
@@ -103,6 +114,25 @@ def _rotate(volume: np.ndarray, spacing: np.ndarray, geometry: ProjectionGeometr
     return ndimage.affine_transform(
         volume, matrix, offset=offset, order=order, mode="constant", cval=fill
     )
+
+
+def _add_gas(
+    path: np.ndarray, spacing: np.ndarray, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Dark gas shadows (air replacing 20–60 mm of soft tissue) in the front half of the patient."""
+    inside = np.argwhere(path > 0.3 * path.max())
+    if not len(inside):
+        return path
+    front = inside[inside[:, 1] < np.median(inside[:, 1])]
+    rows, cols = np.mgrid[0 : path.shape[0], 0 : path.shape[1]]
+    out = path.copy()
+    for _ in range(count):
+        centre = (front if len(front) else inside)[rng.integers(len(front) or len(inside))]
+        radius = rng.uniform(7.5, 20.0)
+        distance2 = ((rows - centre[0]) * spacing[0]) ** 2 + ((cols - centre[1]) * spacing[1]) ** 2
+        depth = rng.uniform(20.0, 60.0) * MU_WATER_PER_MM
+        out -= depth * np.exp(-distance2 / (2 * radius**2))
+    return np.clip(out, 0.0, None)
 
 
 def lateral_projection(
@@ -144,10 +174,12 @@ def lateral_projection(
     hu = _rotate(np.asarray(ct.array, dtype=np.float32), spacing, geometry, order=1)
     labels = _rotate(np.asarray(bodies.array), spacing, geometry, order=0)
 
-    relative = np.clip(1.0 + hu / 1000.0, 0.0, None)
+    relative = np.clip(1.0 + hu / 1000.0, 0.0, None) * geometry.soft_tissue_scale
     bone = hu > 0
     relative[bone] = 1.0 + geometry.bone_contrast * hu[bone] / 1000.0
     path = relative.sum(axis=2) * MU_WATER_PER_MM * spacing[2]
+    if geometry.gas_blobs:
+        path = _add_gas(path, spacing[:2], geometry.gas_blobs, rng)
 
     # The window is set on the patient (rays through more than a fifth of the thickest path),
     # not on the air around, as a radiographer's automatic exposure does.
