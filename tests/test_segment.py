@@ -216,3 +216,20 @@ def test_flip_tta_is_symmetric_and_probabilities_sum_to_one():
     mirrored = tiled_predict(forward, image[:, :, ::-1].copy(), tile=64)
     assert np.allclose(out, mirrored[:, :, ::-1], atol=1e-5)
     assert np.allclose(out.sum(axis=0), 1, atol=1e-5)
+
+
+def test_pieces_of_the_sacrum_taken_for_bodies_become_sacrum():
+    from napari_vertebra.core.pipeline import absorb_into_sacrum
+
+    labels = np.zeros((100, 60), np.uint8)
+    labels[10:30, 10:40] = 1  # L4
+    labels[34:54, 12:42] = 1  # L5, touching the sacrum's top from above
+    labels[54:95, 15:50] = 26  # sacrum
+    labels[80:95, 50:55] = 1  # a piece at its lower end taken for a body
+    labels[96:99, 20:25] = 1  # a stray piece below it, not touching
+    out = absorb_into_sacrum(labels)
+    assert (out[10:30, 10:40] == 1).all() and (out[34:54, 12:42] == 1).all()
+    assert (out[80:95, 50:55] == 26).all() and (out[96:99, 20:25] == 26).all()
+    assert np.array_equal(
+        absorb_into_sacrum(np.where(labels == 26, 0, labels)), np.where(labels == 26, 0, labels)
+    )

@@ -216,9 +216,11 @@ def _segment_learned(
 
 
 def _postprocess(labels: np.ndarray) -> np.ndarray:
-    """Seed 000: fill holes in each body (sagittal sections in 3D)."""
+    """Seed 000: fill holes in each body (sagittal sections in 3D); pieces of the sacrum taken
+    for bodies become sacrum (:func:`absorb_into_sacrum`)."""
     from scipy import ndimage
 
+    labels = absorb_into_sacrum(labels)
     body = labels == 1
     if labels.ndim == 2:
         filled = ndimage.binary_fill_holes(body)
@@ -228,6 +230,31 @@ def _postprocess(labels: np.ndarray) -> np.ndarray:
         )
     out = labels.copy()
     out[filled & (labels == 0)] = 1
+    return out
+
+
+def absorb_into_sacrum(labels: np.ndarray) -> np.ndarray:
+    """Body-class pieces below the sacrum's middle, or touching it below its top, become sacrum.
+
+    No vertebral body lies caudal to the top of the sacrum, so such a piece is sacrum that the
+    model took for a body (seen where the sacrum is cut by the image's lower edge). Pieces above
+    the top (L5 touching the S1 endplate) are left alone. Canonical axis 0 runs head → feet.
+    """
+    from scipy import ndimage
+
+    sacrum = labels == SACRUM
+    if not sacrum.any():
+        return labels
+    rows = np.nonzero(sacrum)[0]
+    top, middle = rows.min(), rows.mean()
+    near = ndimage.binary_dilation(sacrum, iterations=2)
+    pieces, count = ndimage.label(labels == 1)
+    out = labels.copy()
+    for index, piece in enumerate(ndimage.find_objects(pieces), start=1):
+        mask = pieces[piece] == index
+        centre_row = piece[0].start + np.nonzero(mask)[0].mean()
+        if centre_row > middle or (centre_row > top and (near[piece] & mask).any()):
+            out[piece][mask] = SACRUM
     return out
 
 
