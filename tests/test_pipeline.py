@@ -147,10 +147,28 @@ def test_tiny_model_runs_through_analyze_on_a_ct_phantom(tmp_path):
         analyze(make_phantom("xr", seed=0).image, model=card.path)
 
 
-def test_analyze_explains_bad_requests(tmp_path):
+def test_radiographs_use_the_bundled_model_by_default_and_record_its_card():
+    from napari_vertebra.core.segment.card import sha256_of
+    from napari_vertebra.core.segment.registry import find_model
+
     phantom = make_phantom("xr", seed=0)
-    with pytest.raises(SpineIOError, match="no radiograph model"):
-        analyze(phantom.image, model="auto")
+    result = analyze(phantom.image)
+    record = result.summary["model"]
+    card = find_model(record["name"])
+    assert card.modality == "XR" and card.path.parent.name == "models"
+    assert record["sha256"] == card.sha256
+    assert record["card_sha256"] == sha256_of(card.path)
+    assert result.table["level"].iloc[-1] == "S1"
+
+
+def test_analyze_explains_bad_requests(tmp_path, monkeypatch):
+    phantom = make_phantom("xr", seed=0)
+    from napari_vertebra.core.segment import registry
+
+    with monkeypatch.context() as patched:
+        patched.setattr(registry, "available_models", lambda: {})
+        with pytest.raises(SpineIOError, match="no radiograph model"):
+            analyze(phantom.image, model="auto")
     with pytest.raises(SpineIOError, match="CT baseline needs a CT"):
         analyze(phantom.image, model="ct-baseline")
     with pytest.raises(SpineIOError, match="label map"):
