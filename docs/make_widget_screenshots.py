@@ -1,7 +1,8 @@
 """Regenerate the screenshots in docs/: the widgets on a radiograph and on a CT.
 
-Opens the synthetic radiograph (measured by the Measure widget, with the table, plot and grade
-widgets docked) and the real lumbar CT (analysed by "Analyze spine"), and saves the whole
+Opens the synthetic radiograph (analysed by "Analyze spine" with the bundled radiograph model,
+with the table, plot and grade widgets docked) and the real lumbar CT (analysed by "Analyze
+spine" with the CT baseline), and saves the whole
 window of each to docs/images/. Run (without xvfb-run on a desktop)::
 
     xvfb-run -a -s "-screen 0 1920x1200x24" python docs/make_widget_screenshots.py
@@ -39,11 +40,12 @@ def dock(viewer, name, area="right"):
 
 def radiograph(viewer) -> None:
     viewer.open_sample(PLUGIN, "radiograph")
-    image, bodies = viewer.layers
-    measure = dock(viewer, "Measure vertebrae")
-    measure.vertebrae.value = bodies
-    measure.image.value = image
-    measure.run()
+    viewer.layers.remove(viewer.layers[-1])  # the phantom's true labels: segment from scratch
+    analyze = dock(viewer, "Analyze spine")
+    analyze.image.value = viewer.layers[0]
+    analyze.model.value = "auto"  # the bundled radiograph model
+    analyze.run()
+    bodies = analyze.review_layers.labels
     grade = dock(viewer, "Grade fractures")
     grade.vertebrae.value = bodies
     grade.run()
@@ -52,7 +54,7 @@ def radiograph(viewer) -> None:
     plot = dock(viewer, "Height plot", area="left")
     plot.vertebrae.value = bodies
     table.select_level("L1")
-    viewer.layers.selection.active = measure.review_layers.landmarks
+    viewer.layers.selection.active = analyze.review_layers.landmarks
 
 
 def ct(viewer) -> None:
