@@ -102,6 +102,7 @@ def baseline_dice() -> None:
     import numpy as np
 
     from napari_vertebra import analyze, read_image
+    from napari_vertebra.core.metrics import dice as overlap
 
     data = Path(__file__).resolve().parents[2] / "shared" / "data"
     cases = (
@@ -127,7 +128,7 @@ def baseline_dice() -> None:
         result = analyze(folder / image)
         truth = np.isin(read_image(folder / reference, kind="labels").array, values)
         ours = result.labels.array > 0
-        dice = 2 * np.count_nonzero(ours & truth) / (np.count_nonzero(ours) + truth.sum())
+        dice = overlap(ours, truth)
         print(
             f"CT baseline Dice, {name}: {dice:.3f} (target ≥ 0.85); levels "
             f"{' '.join(result.table['level'])}; {result.summary['timings_s']['total_s']:.2f} s"
@@ -138,6 +139,7 @@ def baseline_on_phantoms(n: int) -> None:
     import numpy as np
 
     from napari_vertebra import analyze, make_phantom
+    from napari_vertebra.core.metrics import dice as overlap
 
     scores, right = [], 0
     for seed in range(n):
@@ -145,7 +147,7 @@ def baseline_on_phantoms(n: int) -> None:
         result = analyze(phantom.image)
         truth = phantom.labels.array > 0
         ours = result.labels.array > 0
-        scores.append(2 * np.count_nonzero(ours & truth) / (ours.sum() + truth.sum()))
+        scores.append(overlap(ours, truth))
         expected = [v["level"] for v in phantom.truth["vertebrae"]]
         expected += ["S1"] if phantom.truth["sacrum"] else []
         right += result.table["level"].tolist() == expected

@@ -24,12 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from napari_vertebra.core.metrics import dice, vertebral_bodies
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "ct-lumbar-totalseg"
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2 * (a & b).sum() / total)
 
 
 def level_votes(truth: np.ndarray, predicted: np.ndarray) -> dict[int, int]:
@@ -65,7 +62,7 @@ def evaluate_phantoms(model: str, count: int, modality: str) -> dict:
             continue
         seconds.append(time.perf_counter() - started)
         predicted = result.labels.array
-        dices.append(dice((truth > 0) & (truth != 26), (predicted > 0) & (predicted != 26)))
+        dices.append(dice(vertebral_bodies(truth), vertebral_bodies(predicted)))
         votes = level_votes(truth, predicted)
         correct += sum(int(v == k) for k, v in votes.items())
         total += len(votes)
@@ -122,11 +119,7 @@ def evaluate_real_projection(model: str) -> dict:
         "levels": named,
         "l1_l5_correct": all(named.get(level) == level for level in lumbar),
         "dice_vertebral_body": round(
-            dice(
-                (truth.array > 0) & (truth.array != 26),
-                (result.labels.array > 0) & (result.labels.array != 26),
-            ),
-            4,
+            dice(vertebral_bodies(truth.array), vertebral_bodies(result.labels.array)), 4
         ),
     }
 
@@ -140,12 +133,11 @@ def evaluate_real_ct(model: str) -> dict:
     votes = level_votes(bodies.array, result.labels.array)
     named = {level_name(k): (level_name(v) if v else "-") for k, v in votes.items()}
     wanted = ["T12", "L1", "L2", "L3", "L4", "L5"]
-    truth = (bodies.array > 0) & (bodies.array != 26)
-    found = (result.labels.array > 0) & (result.labels.array != 26)
+    found = dice(vertebral_bodies(bodies.array), vertebral_bodies(result.labels.array))
     return {
         "levels": named,
         "t12_l5_correct": all(named.get(level) == level for level in wanted),
-        "dice_vertebral_body": round(dice(truth, found), 4),
+        "dice_vertebral_body": round(found, 4),
     }
 
 

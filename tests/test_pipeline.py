@@ -10,10 +10,7 @@ from napari_vertebra import analyze, make_phantom, read_image
 from napari_vertebra.cli import main
 from napari_vertebra.core.io import SpineIOError
 from napari_vertebra.core.measure import COLUMNS
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+from napari_vertebra.core.metrics import dice
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +23,7 @@ def test_ct_baseline_segments_and_levels_the_real_lumbar_ct(shared_data, lumbar_
         shared_data / "ct-lumbar-totalseg" / "body_disc_mask.nii.gz", kind="labels"
     )
     assert lumbar_result.labels.shape == reference.shape
-    assert _dice(lumbar_result.labels.array > 0, reference.array == 1) >= 0.85
+    assert dice(lumbar_result.labels.array > 0, reference.array == 1) >= 0.85
     levels = lumbar_result.table["level"].tolist()
     assert levels == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     assert lumbar_result.table["level_source"].eq("sacrum").all()
@@ -45,7 +42,7 @@ def test_ct_baseline_on_the_l2_l4_crop(shared_data):
     sub = read_image(folder / "sub-ct_seg-subreg_label-22_msk.nii.gz", kind="labels").array
     # The marrow of this crop is as dark as its discs (median 51 HU); its three vertebrae are
     # one piece until the endplate peaks split them.
-    assert _dice(result.labels.array > 0, np.isin(sub, (49, 50))) >= 0.85
+    assert dice(result.labels.array > 0, np.isin(sub, (49, 50))) >= 0.85
     assert len(result.table) == 3
 
 

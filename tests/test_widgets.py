@@ -13,8 +13,9 @@ pytest.importorskip("qtpy")
 
 import napari  # noqa: E402
 
-from napari_vertebra.core.labels import level_id  # noqa: E402
+from napari_vertebra.core.labels import level_id, level_name  # noqa: E402
 from napari_vertebra.core.measure import COLUMNS  # noqa: E402
+from napari_vertebra.core.metrics import dice, vertebral_bodies  # noqa: E402
 from napari_vertebra.core.morphometry import vertebral_compression_ratio  # noqa: E402
 
 pytestmark = pytest.mark.gui
@@ -224,18 +225,23 @@ def test_analyze_widget_on_the_real_ct(make_napari_viewer):
     assert "7 vertebrae" in widget.status.value
 
 
+def _segment_then_dock_levels(viewer, sample, image_name, model):
+    """Segment a sample with the Segment widget; the bodies layer and a Levels widget on it."""
+    viewer.open_sample(PLUGIN, sample)
+    segment = _dock(viewer, "Segment vertebral bodies")
+    segment.image.value = viewer.layers[image_name]
+    segment.model.value = model
+    segment.run()
+    levels = _dock(viewer, "Levels")
+    levels.vertebrae.value = segment.layer
+    return segment.layer, levels
+
+
 def test_segment_then_levels_widgets_chain_on_the_real_ct(make_napari_viewer):
     viewer = make_napari_viewer()
-    viewer.open_sample(PLUGIN, "lumbar-ct")
-    segment = _dock(viewer, "Segment vertebral bodies")
-    segment.image.value = viewer.layers["lumbar CT"]
-    segment.model.value = "ct-baseline"
-    segment.run()
-    bodies = segment.layer
+    bodies, levels = _segment_then_dock_levels(viewer, "lumbar-ct", "lumbar CT", "ct-baseline")
     assert bodies.name == "lumbar CT bodies" and np.allclose(bodies.scale, (3, 3, 3))
     assert 26 in bodies.features["index"].tolist() and (bodies.features["size_mm3"] > 0).all()
-    levels = _dock(viewer, "Levels")
-    levels.vertebrae.value = bodies
     levels.run()
     assert bodies.features["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     assert f"{bodies.name.removesuffix(' bodies')} landmarks" in viewer.layers
@@ -419,17 +425,11 @@ def test_levels_grade_table_and_plot_widgets_on_both_samples(measured_sample):
     before = features["level"].tolist()
     levels.shift(-1)
     after = review.labels.features["level"].tolist()
-    assert after[:-1] == [level_id_name(level_id(b) - 1) for b in before[:-1]]
+    assert after[:-1] == [level_name(level_id(b) - 1) for b in before[:-1]]
     assert [table.grid.item(r, 0).text() for r in range(table.grid.rowCount())] == after
     ticks = [t.get_text() for t in plot.figure.axes[0].get_xticklabels()]
     assert ticks == [level for level in after if level != "S1"]
     assert review.levels.text.values.tolist()[0].split()[0] == after[0]
-
-
-def level_id_name(value: int) -> str:
-    from napari_vertebra.core.labels import level_name
-
-    return level_name(value)
 
 
 @pytest.mark.parametrize("sample", list(SAMPLES))
@@ -505,25 +505,16 @@ def test_analyze_widget_on_the_radiograph_uses_the_bundled_model(make_napari_vie
     assert labels.features["level"].tolist() == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     graded = labels.features.set_index("level")["genant_grade"]
     assert int(graded["L1"]) >= 1 and int(graded["L3"]) == 0
-    bodies = (labels.data > 0) & (labels.data != 26)
-    expected = (truth.data > 0) & (truth.data != 26)
-    assert 2 * (bodies & expected).sum() / (bodies.sum() + expected.sum()) > 0.9
+    assert dice(vertebral_bodies(labels.data), vertebral_bodies(truth.data)) > 0.9
     assert len(review.landmarks.data) == 6 * 7
 
 
 def test_segment_widget_on_the_radiograph(make_napari_viewer):
     viewer = make_napari_viewer()
-    viewer.open_sample(PLUGIN, "radiograph")
-    segment = _dock(viewer, "Segment vertebral bodies")
-    segment.image.value = viewer.layers["phantom radiograph"]
-    segment.model.value = "auto"
-    segment.run()
-    bodies = segment.layer
+    bodies, levels = _segment_then_dock_levels(viewer, "radiograph", "phantom radiograph", "auto")
     assert bodies.ndim == 2 and np.allclose(bodies.scale, viewer.layers[0].scale)
     table = bodies.features.set_index("index")
     assert sorted(table.index) == [1, 26]  # one body class from a model, and the sacrum
     assert table.loc[1, "segmentation_confidence"] > 0.9
-    levels = _dock(viewer, "Levels")
-    levels.vertebrae.value = bodies
     levels.run()
     assert bodies.features["level"].tolist()[-3:] == ["L4", "L5", "S1"]

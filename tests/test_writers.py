@@ -103,4 +103,4 @@ def test_table_csv_round_trip_with_empty_cells(tmp_path):
     assert back["label"].tolist() == [20, 21] and np.isnan(back["vcr_percent"][0])
     with pytest.raises(SpineIOError, match="already exists"):
         write_table(table, path)
-    assert not list(tmp_path.glob(".*partial"))
+    assert not list(tmp_path.glob(".*partial*"))

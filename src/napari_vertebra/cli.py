@@ -157,7 +157,7 @@ def _train(args: argparse.Namespace) -> int:
         device=args.device,
         init_from=args.init_from,
         description=args.description,
-        command="napari-vertebra " + shlex.join(sys.argv[1:] if args.argv is None else args.argv),
+        command="napari-vertebra " + shlex.join(args.command_line),
     )
     if args.arguments:
         config_fields["arguments"] = json.loads(args.arguments)
@@ -346,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--init-from", default=None, help="model name or card to fine-tune")
     tr.add_argument("--description", default="", help="text for the model card")
     tr.add_argument("--resume", action="store_true", help="continue the run in the folder")
-    tr.set_defaults(func=_train, argv=None)
+    tr.set_defaults(func=_train)
 
     info = sub.add_parser("info", help="print what napari-vertebra reads from a file or folder")
     info.add_argument("path")
@@ -368,8 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``napari-vertebra`` command."""
     args = build_parser().parse_args(argv)
-    if argv is not None and hasattr(args, "argv"):
-        args.argv = list(argv)
+    # As typed, for the records that name the command that made them (model cards).
+    args.command_line = list(sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except (SpineIOError, ValueError, KeyError, FileExistsError, FileNotFoundError) as err:

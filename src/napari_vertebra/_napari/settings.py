@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..core.io.atomic import atomic_path
+
 SETTINGS_VARIABLE = "NAPARI_VERTEBRA_SETTINGS"
 
 
@@ -39,8 +41,7 @@ def save_settings(widget: str, values: dict[str, Any]) -> None:
     folder = settings_folder()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{widget}.json.partial"
-        tmp.write_text(json.dumps(values, indent=1, default=str))
-        os.replace(tmp, folder / f"{widget}.json")
+        with atomic_path(folder / f"{widget}.json") as tmp:
+            tmp.write_text(json.dumps(values, indent=1, default=str))
     except OSError:
         pass

@@ -155,7 +155,7 @@ def _segment_learned(
     image: SpineImage, card, device: str, tta: bool, progress: Progress | None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Label map (1 body, 26 sacrum) and body probability on the image grid from a model."""
-    from .preprocess import preprocess
+    from .preprocess import preprocess, sagittal_stack
     from .segment.inference import probability_forward, tiled_predict
     from .segment.registry import get_network
 
@@ -194,8 +194,7 @@ def _segment_learned(
         probabilities = None
         tile = options.get("tile", max(volume.shape[:2]))
         for x in range(depth):
-            picks = np.clip(np.arange(x - context, x + context + 1), 0, depth - 1)
-            stack = np.moveaxis(volume[:, :, picks], 2, 0)
+            stack = sagittal_stack(volume, x, context)
             out = tiled_predict(
                 forward, stack, tile, device=device, overlap=options.get("overlap", 0.25)
             )

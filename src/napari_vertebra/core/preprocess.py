@@ -348,3 +348,11 @@ def preprocess(
             raise PreprocessError(f"preprocessing step {step!r}: {err}") from err
         record.append(done)
     return Preprocessed(out, current, mappings, record)
+
+
+def sagittal_stack(volume: np.ndarray, x: int, context: int) -> np.ndarray:
+    """2.5D model input: sagittal slice ``x`` (canonical axis 2) with ``context`` neighbours on
+    each side as channels ``(2 context + 1, I, P)``; slices past the edge repeat the edge."""
+    depth = volume.shape[2]
+    picks = np.clip(np.arange(x - context, x + context + 1), 0, depth - 1)
+    return np.moveaxis(volume[:, :, picks], 2, 0)

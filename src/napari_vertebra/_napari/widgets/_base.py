@@ -48,6 +48,8 @@ def layer_image(layer) -> SpineImage:
 
 
 FROM_SACRUM = "count from the sacrum"
+#: Fields of :func:`level_fields`, kept between uses.
+LEVEL_SETTINGS = ("top_level", "lumbar_count", "thoracic_count")
 
 
 def level_fields() -> list[Widget]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 BROWSE = "Browse for a model file…"
+#: Fields of :func:`segmentation_fields`, kept between uses.
+SEGMENTATION_SETTINGS = ("model", "device", "tta")
 
 
 def model_choices(widget=None) -> list[str]:
@@ -56,3 +58,23 @@ def offer_browse(combo) -> None:
             combo.value = "auto"
 
     combo.changed.connect(chosen)
+
+
+def segmentation_fields() -> list:
+    """The model, device and flip-TTA fields of the widgets that segment."""
+    from magicgui.widgets import CheckBox, ComboBox
+
+    return [
+        ComboBox(name="model", label="model", choices=model_choices, value="auto"),
+        ComboBox(name="device", label="device", choices=device_choices, value="auto"),
+        CheckBox(name="tta", label="flip TTA", value=False),
+    ]
+
+
+def segmentation_options(widget) -> dict:
+    """``model``, ``device`` and ``tta`` as :func:`~napari_vertebra.segment` takes them."""
+    return {
+        "model": widget.model.value,
+        "device": widget.device.value,
+        "tta": bool(widget.tta.value),
+    }

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import napari
-from magicgui.widgets import CheckBox, ComboBox, create_widget
+from magicgui.widgets import create_widget
 
 from ...core.review import Review
 from ..review_layers import ReviewLayers
-from ._base import StepWidget, layer_image, level_fields, level_options
-from ._models import device_choices, model_choices, offer_browse
+from ._base import LEVEL_SETTINGS, StepWidget, layer_image, level_fields, level_options
+from ._models import (
+    SEGMENTATION_SETTINGS,
+    offer_browse,
+    segmentation_fields,
+    segmentation_options,
+)
 
 
 class AnalyzeWidget(StepWidget):
@@ -19,16 +24,14 @@ class AnalyzeWidget(StepWidget):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         fields = [
             create_widget(annotation=napari.layers.Image, name="image", label="image"),
-            ComboBox(name="model", label="model", choices=model_choices, value="auto"),
-            ComboBox(name="device", label="device", choices=device_choices, value="auto"),
-            CheckBox(name="tta", label="flip TTA", value=False),
+            *segmentation_fields(),
             *level_fields(),
         ]
         super().__init__(
             viewer,
             fields,
             "Analyze spine",
-            persist=("model", "device", "tta", "top_level", "lumbar_count", "thoracic_count"),
+            persist=(*SEGMENTATION_SETTINGS, *LEVEL_SETTINGS),
         )
         offer_browse(self.model)
         self.result = None
@@ -41,12 +44,7 @@ class AnalyzeWidget(StepWidget):
         if layer is None:
             return
         image = layer_image(layer)
-        options = {
-            "model": self.model.value,
-            "device": self.device.value,
-            "tta": bool(self.tta.value),
-            **level_options(self),
-        }
+        options = {**segmentation_options(self), **level_options(self)}
 
         def work(progress):
             return analyze(image, progress=progress, **options)

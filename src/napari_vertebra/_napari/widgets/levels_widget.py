@@ -8,7 +8,14 @@ from magicgui.widgets import ComboBox, Container, PushButton, create_widget
 from ...core.labels import level_name
 from ...core.review import Review
 from ..review_layers import ReviewLayers
-from ._base import LEVEL_CHOICES, StepWidget, layer_image, level_fields, level_options
+from ._base import (
+    LEVEL_CHOICES,
+    LEVEL_SETTINGS,
+    StepWidget,
+    layer_image,
+    level_fields,
+    level_options,
+)
 
 
 class LevelsWidget(StepWidget):
@@ -47,7 +54,7 @@ class LevelsWidget(StepWidget):
             viewer,
             fields,
             "Assign levels",
-            persist=("top_level", "lumbar_count", "thoracic_count"),
+            persist=LEVEL_SETTINGS,
             extra=[corrections, bodies],
         )
         self.merge_button.changed.connect(lambda *_: self.edit_selected("merge"))

@@ -7,7 +7,14 @@ from magicgui.widgets import ComboBox, create_widget
 
 from ...core.review import Review
 from ..review_layers import ReviewLayers
-from ._base import LEVEL_CHOICES, StepWidget, layer_image, level_fields, level_options
+from ._base import (
+    LEVEL_CHOICES,
+    LEVEL_SETTINGS,
+    StepWidget,
+    layer_image,
+    level_fields,
+    level_options,
+)
 
 OUTERMOST = "outermost measured"
 
@@ -39,7 +46,7 @@ class MeasureWidget(StepWidget):
             viewer,
             fields,
             "Measure",
-            persist=("top_level", "lumbar_count", "thoracic_count", "angle_upper", "angle_lower"),
+            persist=(*LEVEL_SETTINGS, "angle_upper", "angle_lower"),
         )
         self.review_layers: ReviewLayers | None = None
 

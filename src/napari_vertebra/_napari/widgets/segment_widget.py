@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import napari
-from magicgui.widgets import CheckBox, ComboBox, create_widget
+from magicgui.widgets import create_widget
 
 from ..layers import METADATA_KEY
 from ._base import StepWidget, layer_image
-from ._models import device_choices, model_choices, offer_browse
+from ._models import (
+    SEGMENTATION_SETTINGS,
+    offer_browse,
+    segmentation_fields,
+    segmentation_options,
+)
 
 
 class SegmentWidget(StepWidget):
@@ -24,11 +29,9 @@ class SegmentWidget(StepWidget):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         fields = [
             create_widget(annotation=napari.layers.Image, name="image", label="image"),
-            ComboBox(name="model", label="model", choices=model_choices, value="auto"),
-            ComboBox(name="device", label="device", choices=device_choices, value="auto"),
-            CheckBox(name="tta", label="flip TTA", value=False),
+            *segmentation_fields(),
         ]
-        super().__init__(viewer, fields, "Segment", persist=("model", "device", "tta"))
+        super().__init__(viewer, fields, "Segment", persist=SEGMENTATION_SETTINGS)
         offer_browse(self.model)
         self.layer = None
 
@@ -39,7 +42,7 @@ class SegmentWidget(StepWidget):
         if layer is None:
             return
         image = layer_image(layer)
-        options = {"model": self.model.value, "device": self.device.value, "tta": self.tta.value}
+        options = segmentation_options(self)
 
         def work(progress):
             return segment(image, progress=progress, **options)

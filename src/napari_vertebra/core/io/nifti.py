@@ -12,6 +12,7 @@ import numpy as np
 from ..geometry import AxisTransform, geometry_from_affine, spacing_from_affine
 from ..image import Modality, SpineImage
 from .arrays import as_label_array, check_pixels, looks_like_label_map
+from .atomic import atomic_path
 from .errors import SpineIOError, check_readable_file, check_voxel_count
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -227,9 +228,8 @@ def write_nifti(
     nii.set_qform(nii.affine, code=1)
     nii.set_sform(nii.affine, code=1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial{''.join(path.suffixes)}")
-    nib.save(nii, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path, keep_suffix=True) as tmp:
+        nib.save(nii, str(tmp))
     return path
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .atomic import atomic_path
 from .errors import SpineIOError
 
 
@@ -20,9 +21,8 @@ def write_table(table: pd.DataFrame, path: str | os.PathLike, overwrite: bool = 
     if path.exists() and not overwrite:
         raise SpineIOError(path, "already exists; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    table.to_csv(tmp, index=False, na_rep="")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, na_rep="")
     return path
 
 

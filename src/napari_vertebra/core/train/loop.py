@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,6 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from ..io.atomic import atomic_path
+from ..metrics import dice
+from ..preprocess import sagittal_stack
 from .augment import Augmentation, augment, random_crop
 from .sources import pairs_from_spec
 from .targets import BODY_CLASSES, Pair, to_model_grid
@@ -128,16 +130,9 @@ def _pool(specs: Sequence[str], config: TrainConfig, seed: int, progress) -> lis
     return pool
 
 
-def _slice_pair(pair: Pair, x: int, context: int) -> tuple[np.ndarray, np.ndarray]:
-    """CT: sagittal slice ``x`` (canonical axis 2) with ``context`` neighbours as channels."""
-    depth = pair.image.shape[2]
-    picks = np.clip(np.arange(x - context, x + context + 1), 0, depth - 1)
-    return np.moveaxis(pair.image[:, :, picks], 2, 0), pair.target[:, :, x]
-
-
 def _draw(pool: list[Pair], config: TrainConfig, rng: np.random.Generator):
     pair = pool[rng.integers(len(pool))]
-    if pair.image.ndim == 3 and config.modality == "XR":
+    if config.modality == "XR":
         image, target = pair.image, pair.target
     else:
         columns = np.nonzero(pair.target.any(axis=(0, 1)))[0]
@@ -145,7 +140,7 @@ def _draw(pool: list[Pair], config: TrainConfig, rng: np.random.Generator):
             x = int(rng.choice(columns))
         else:
             x = int(rng.integers(pair.image.shape[2]))
-        image, target = _slice_pair(pair, x, config.context)
+        image, target = sagittal_stack(pair.image, x, config.context), pair.target[:, :, x]
     image, target = random_crop(image, target, config.patch, rng)
     return augment(image, target, rng, Augmentation(**config.augmentation))
 
@@ -161,12 +156,6 @@ def _loss(logits, target):
     total = probabilities.sum(dims) + onehot.sum(dims)
     dice = (2 * overlap + 1) / (total + 1)
     return cross_entropy + (1 - dice[1:]).mean()
-
-
-def dice(prediction: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two boolean masks (1.0 when both are empty)."""
-    both = prediction.sum() + truth.sum()
-    return 1.0 if both == 0 else float(2 * (prediction & truth).sum() / both)
 
 
 def predict_pair(network, pair: Pair, config: TrainConfig, device: str) -> np.ndarray:
@@ -185,7 +174,7 @@ def predict_pair(network, pair: Pair, config: TrainConfig, device: str) -> np.nd
             return out.argmax(axis=0)
         result = np.zeros(pair.target.shape, dtype=np.int64)
         for x in range(pair.image.shape[2]):
-            stack, _ = _slice_pair(pair, x, config.context)
+            stack = sagittal_stack(pair.image, x, config.context)
             out = tiled_predict(forward, stack, config.patch * 2, device=device)
             result[:, :, x] = out.argmax(axis=0)
         return result
@@ -203,12 +192,6 @@ def evaluate(network, pool: list[Pair], config: TrainConfig, device: str) -> dic
         "val_dice_body": float(np.mean(body)),
         "val_dice_sacrum": float(np.mean(sacrum)) if sacrum else float("nan"),
     }
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    temporary = path.with_name(path.name + ".partial")
-    write(temporary)
-    os.replace(temporary, path)
 
 
 def plot_curves(metrics: Path, out: Path) -> None:
@@ -233,7 +216,8 @@ def plot_curves(metrics: Path, out: Path) -> None:
     right.legend(loc="lower right")
     for axes in (left, right):
         axes.grid(alpha=0.3)
-    _atomic_write(out, lambda p: figure.savefig(p, dpi=90, format="png"))
+    with atomic_path(out) as temporary:
+        figure.savefig(temporary, dpi=90, format="png")
 
 
 def _build(config: TrainConfig):
@@ -348,7 +332,8 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
                 "best": best,
                 "best_model": best_state,
             }
-            _atomic_write(checkpoint_path, lambda p, s=state: torch.save(s, p))
+            with atomic_path(checkpoint_path) as temporary:
+                torch.save(state, temporary)
             plot_curves(metrics_path, out / "curves.png")
 
     network.load_state_dict(best_state)
@@ -357,6 +342,7 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
     with open(metrics_path, newline="") as handle:
         history = list(csv.DictReader(handle))
     best_row = max(history, key=lambda r: float(r["val_dice_body"]))
+    preprocessing = config.model_preprocessing()
     input_options: dict[str, Any] = {"tile": 512, "overlap": 0.25}
     if config.modality == "CT":
         input_options["context"] = config.context
@@ -369,9 +355,11 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
         arguments=config.arguments,
         modality=config.modality,
         classes=list(BODY_CLASSES),
-        preprocessing=config.model_preprocessing(),
+        preprocessing=preprocessing,
         input=input_options,
-        spacing_mm=list(config.model_preprocessing()[0].get("target_spacing", [])) or None,
+        spacing_mm=next(
+            (s["target_spacing"] for s in preprocessing if s["op"] == "resample"), None
+        ),
         training_data=(
             f"{', '.join(config.data)}; {len(train_pool)} pairs"
             + (f"; fine-tuned from {config.init_from}" if config.init_from else "")

@@ -25,7 +25,7 @@ import numpy as np
 from ..image import SpineImage
 from ..instances import isolate_body
 from ..io import read_image
-from ..io.errors import SpineIOError
+from ..io.nifti import is_nifti_path
 from ..labels import SACRUM
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz", ".jpg", ".jpeg")
@@ -74,7 +74,7 @@ def folder_pairs(folder: str | Path) -> Iterator[tuple[SpineImage, SpineImage]]:
         if mask is None:
             raise DataSpecError(f"{path}: no mask named {_stem(path)}.* in {masks}")
         image = read_image(path)
-        labels = read_image(mask, kind="labels") if _is_nifti(mask) else read_image(mask)
+        labels = read_image(mask, kind="labels") if is_nifti_path(mask) else read_image(mask)
         if labels.shape != image.shape:
             raise DataSpecError(f"{mask}: shape {labels.shape} differs from {path} {image.shape}")
         if image.spacing is None and labels.spacing is not None:
@@ -83,10 +83,6 @@ def folder_pairs(folder: str | Path) -> Iterator[tuple[SpineImage, SpineImage]]:
         if image.spacing is not None:
             labels = _with_geometry(labels, image)
         yield image, bodies_of(labels)
-
-
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith((".nii", ".nii.gz"))
 
 
 def _with_geometry(labels: SpineImage, image: SpineImage) -> SpineImage:
@@ -157,10 +153,3 @@ def pairs_from_spec(spec: str, seed: int) -> Iterator[tuple[SpineImage, SpineIma
         f"{spec}: unknown data source {kind!r} (phantom-xr:N, phantom-ct:N, folder:PATH, "
         "verse:PATH, drr:SPEC)"
     )
-
-
-def read_error_message(error: Exception) -> str:
-    """A one-line message for a source that failed to read."""
-    if isinstance(error, SpineIOError | DataSpecError):
-        return str(error)
-    return f"{type(error).__name__}: {error}"

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..image import SpineImage
 from ..labels import SACRUM
+from ..metrics import vertebral_bodies
 from ..preprocess import preprocess
 
 #: Output channels of the body models, in order.
@@ -32,7 +33,7 @@ def class_map(labels: np.ndarray) -> np.ndarray:
     """VerSe-ID label map → classes (0 background, 1 body, 2 sacrum)."""
     labels = np.asarray(labels)
     classes = np.zeros(labels.shape, dtype=np.int64)
-    classes[(labels > 0) & (labels != SACRUM)] = 1
+    classes[vertebral_bodies(labels)] = 1
     classes[labels == SACRUM] = 2
     return classes
 
