@@ -5,7 +5,9 @@ holds everything needed to rebuild and use the network and to judge it:
 
 ``format_version``, ``name``, ``architecture`` and ``arguments`` (see
 :func:`~napari_vertebra.core.segment.nets.build_network`), ``modality`` (XR or CT), ``task``,
-``classes`` (output channel names), ``preprocessing`` (steps of
+``classes`` (output channel names; of the ``input["head"]`` head for several heads), ``heads``
+(head name -> classes, for networks with several outputs, e.g. seed 004's fracture and region
+heads), ``preprocessing`` (steps of
 :mod:`napari_vertebra.core.preprocess`), ``input`` (e.g. tile size, neighbouring slices),
 ``spacing_mm`` (the model's pixel/voxel spacing), ``training_data``, ``validation`` (held-out
 figures), ``weights`` (file name) and ``sha256`` (of the weights file).
@@ -20,9 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .nets import ARCHITECTURES
-
 FORMAT_VERSION = 1
+#: Architectures :func:`~napari_vertebra.core.segment.nets.build_network` can build; kept here,
+#: free of torch, so that cards can be read and checked where torch is not installed.
+ARCHITECTURES = ("unet", "multitask_unet", "r2unet", "mdr2unet", "slice_classifier")
 REQUIRED_FIELDS = ("name", "architecture", "arguments", "modality", "classes", "weights", "sha256")
 
 
@@ -47,6 +50,7 @@ class ModelCard:
     weights: str
     sha256: str
     task: str = "vertebral_body_segmentation"
+    heads: dict[str, list[str]] = field(default_factory=dict)
     preprocessing: list[dict[str, Any]] = field(default_factory=list)
     input: dict[str, Any] = field(default_factory=dict)
     spacing_mm: list[float] | None = None

@@ -147,7 +147,7 @@ def tiled_predict(
 def probability_forward(
     network: torch.nn.Module,
     *,
-    head: str | None = None,
+    head: str | Sequence[str] | None = None,
     flip_axes: Sequence[int] = (),
     amp: bool | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -156,7 +156,8 @@ def probability_forward(
     Parameters
     ----------
     network
-        In eval mode; outputs logits (N, K, …) or a dict of them (``head`` picks one).
+        In eval mode; outputs logits (N, K, …) or a dict of them: ``head`` picks one, or
+        several, whose probabilities are concatenated along the channel axis in that order.
     flip_axes
         Test-time augmentation: also run the input flipped along these spatial axes (0 = first
         spatial axis) and average the probabilities.
@@ -172,8 +173,15 @@ def probability_forward(
             batch = batch.contiguous(memory_format=torch.channels_last)
         with torch.autocast(batch.device.type, dtype=torch.float16, enabled=use_amp):
             logits = network(batch)
-        if isinstance(logits, dict):
-            logits = logits[head] if head else next(iter(logits.values()))
+        if not isinstance(logits, dict):
+            return to_probabilities(logits)
+        if head is None:
+            return to_probabilities(next(iter(logits.values())))
+        if isinstance(head, str):
+            return to_probabilities(logits[head])
+        return torch.cat([to_probabilities(logits[name]) for name in head], dim=1)
+
+    def to_probabilities(logits: torch.Tensor) -> torch.Tensor:
         logits = logits.float()
         return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
 

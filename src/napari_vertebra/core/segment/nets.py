@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-ARCHITECTURES = ("unet", "multitask_unet", "r2unet", "mdr2unet", "slice_classifier")
+from .card import ARCHITECTURES
 
 
 def _smp():

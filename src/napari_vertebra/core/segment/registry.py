@@ -32,8 +32,12 @@ def model_folders() -> list[tuple[str, Path]]:
     return folders + [("bundled", bundled)]
 
 
-def available_models() -> dict[str, ModelCard]:
-    """Every readable model card by name (the first found wins); unreadable cards are skipped."""
+def available_models(task: str | None = None) -> dict[str, ModelCard]:
+    """Every readable model card by name (the first found wins); unreadable cards are skipped.
+
+    ``task`` keeps only the cards of that task (``vertebral_body_segmentation``,
+    ``fracture_classification``).
+    """
     found: dict[str, ModelCard] = {}
     for _, folder in model_folders():
         if not folder.is_dir():
@@ -44,6 +48,8 @@ def available_models() -> dict[str, ModelCard]:
             except ModelFormatError:
                 continue
             found.setdefault(card.name, card)
+    if task is not None:
+        found = {name: card for name, card in found.items() if card.task == task}
     return found
 
 
