@@ -92,6 +92,55 @@ def test_levels_from_a_top_level_or_an_anchor_without_sacrum():
     assert all(lv.source == "assumed" and lv.confidence < 0.5 for lv in unsure)
 
 
+def test_region_votes_anchor_levels_at_the_thoracolumbar_junction():
+    # Seed 004's region output, drawn from the truth: T10-T12 thoracic, L1-L4 lumbar, no sacrum.
+    phantom = make_phantom(
+        "xr",
+        4,
+        spacing=0.5,
+        levels=["T10", "T11", "T12", "L1", "L2", "L3", "L4"],
+        with_sacrum=False,
+        crop_top=False,
+    )
+    truth = phantom.labels.array
+    regions = np.where((truth >= 8) & (truth <= 19), 1, np.where(truth >= 20, 2, 0))
+    semantic = (truth > 0).astype(np.uint8)
+    table = measure(semantic, spacing=phantom.image.spacing, region_map=regions).table
+    assert table["level"].tolist() == ["T10", "T11", "T12", "L1", "L2", "L3", "L4"]
+    assert set(table["level_source"]) == {"region"}
+    assert not table["qc_flags"].str.contains("level_uncertain").any()
+    # Confidence is highest at the junction and fades with the distance from it.
+    confidence = dict(zip(table["level"], table["confidence"], strict=True))
+    assert confidence["L1"] > confidence["L4"] and confidence["T12"] > confidence["T10"]
+    # A stain of the other class under 30 % of a body does not change its vote.
+    stained = regions.copy()
+    l2 = np.argwhere(truth == 21)
+    stained[tuple(l2[: len(l2) // 5].T)] = 1
+    again = measure(semantic, spacing=phantom.image.spacing, region_map=stained).table
+    assert again["level"].tolist() == table["level"].tolist()
+    # Votes that do not agree on one junction give no anchor: the levels stay assumed.
+    muddled = np.where(truth > 0, np.where(truth % 2 == 0, 1, 2), 0)
+    unsure = measure(semantic, spacing=phantom.image.spacing, region_map=muddled).table
+    assert set(unsure["level_source"]) == {"assumed"}
+    assert unsure["qc_flags"].str.contains("level_uncertain").all()
+    # With a sacrum in view, it decides: the region output does not overrule it.
+    with_sacrum = make_phantom(
+        "xr",
+        2,
+        spacing=0.5,
+        levels=["T12", "L1", "L2", "L3", "L4", "L5"],
+        with_sacrum=True,
+        crop_top=False,
+    )
+    labels = with_sacrum.labels.array
+    wrong = np.where(labels > 0, 2, 0)  # every body voted lumbar
+    counted = measure(
+        (labels > 0).astype(np.uint8), spacing=with_sacrum.image.spacing, region_map=wrong
+    ).table
+    assert counted["level"].tolist()[-1] == "S1"
+    assert counted["level"].tolist()[0] == "T12"
+
+
 def test_touching_bodies_are_split():
     phantom = make_phantom(
         "xr",

@@ -2,12 +2,14 @@
 
 Counting follows seeds 003/004: the body directly above the sacrum is the last lumbar vertebra
 (L5, or L6 with six lumbar vertebrae) and levels are counted upward from it; without a sacrum, a
-user-given top level (or any anchor) lets levels be counted downward. A shift of all levels by ±k
-corrects an off-by-k count.
+user-given top level (or any anchor) lets levels be counted downward. Without either, seed 004's
+region output (each body thoracic or lumbar) anchors the count at the thoracolumbar junction:
+the first lumbar body is L1. A shift of all levels by ±k corrects an off-by-k count.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +21,11 @@ from .labels import SACRUM, T13, level_id, level_name
 SACRUM_SIZE_FACTOR = 1.8
 #: The same for a last component that touches the image border (a sacrum cut by the field).
 CUT_SACRUM_SIZE_FACTOR = 1.2
+#: Seed 004 gives each body one region class, removing "stains" of the other below 30 %; a body
+#: whose majority class covers less than 70 % of it gets no vote here.
+REGION_VOTE_SHARE = 0.7
+#: Share of the voting bodies that must agree with the thoracolumbar junction found.
+REGION_AGREEMENT = 0.8
 
 
 @dataclass
@@ -26,7 +33,7 @@ class LevelAssignment:
     """Level of one body and how it was obtained."""
 
     label: int
-    source: str  # "given", "sacrum", "anchor", "top", "assumed"
+    source: str  # "given", "sacrum", "anchor", "top", "region", "assumed"
     confidence: float
 
 
@@ -36,6 +43,44 @@ def level_sequence(lumbar_count: int = 5, thoracic_count: int = 12) -> list[int]
         raise ValueError("lumbar_count must be 4-6 and thoracic_count 11-13")
     thoracic = list(range(8, 8 + min(thoracic_count, 12))) + ([T13] if thoracic_count == 13 else [])
     return list(range(1, 8)) + thoracic + list(range(20, 20 + lumbar_count))
+
+
+def region_vote(values: np.ndarray) -> str | None:
+    """One body's region from its pixels' region classes (1 thoracic, 2 lumbar; seed 004)."""
+    values = np.asarray(values)
+    values = values[(values == 1) | (values == 2)]
+    if values.size == 0:
+        return None
+    lumbar = float(np.mean(values == 2))
+    if lumbar >= REGION_VOTE_SHARE:
+        return "lumbar"
+    if 1 - lumbar >= REGION_VOTE_SHARE:
+        return "thoracic"
+    return None
+
+
+def thoracolumbar_junction(regions: Sequence[str | None]) -> int | None:
+    """Index of the first lumbar body (L1) from per-body region votes, cranial to caudal.
+
+    The junction is placed where the most votes agree (thoracic above, lumbar below); it needs
+    a thoracic and a lumbar vote on each side and :data:`REGION_AGREEMENT` of all votes to agree,
+    and must be the only such place. ``None`` otherwise.
+    """
+    votes = list(regions)
+    known = sum(v is not None for v in votes)
+    scores = []
+    for k in range(1, len(votes)):
+        above, below = votes[:k], votes[k:]
+        if "thoracic" not in above or "lumbar" not in below:
+            scores.append(-1)
+            continue
+        scores.append(above.count("thoracic") + below.count("lumbar"))
+    if not scores or max(scores) < 0:
+        return None
+    best = max(scores)
+    if scores.count(best) > 1 or best < REGION_AGREEMENT * known:
+        return None
+    return scores.index(best) + 1
 
 
 def mark_sacrum(instances: list[Instance]) -> None:
@@ -66,6 +111,7 @@ def assign_levels(
     shift: int = 0,
     lumbar_count: int = 5,
     thoracic_count: int = 12,
+    regions: Sequence[str | None] | None = None,
 ) -> list[LevelAssignment]:
     """Levels of the bodies (instances that are not the sacrum), cranial to caudal.
 
@@ -82,8 +128,14 @@ def assign_levels(
     lumbar_count, thoracic_count
         Numbers of lumbar (5, or 6 with a transitional L6) and thoracic (12, or 13 with T13)
         vertebrae.
+    regions
+        Per instance (aligned with ``instances``), ``"thoracic"``, ``"lumbar"`` or ``None``
+        (:func:`region_vote` of a model's region output): without a sacrum, an anchor or a top
+        level, the first lumbar body is L1 (:func:`thoracolumbar_junction`).
     """
     sequence = level_sequence(lumbar_count, thoracic_count)
+    if regions is not None and len(regions) != len(instances):
+        raise ValueError(f"{len(regions)} region votes for {len(instances)} instances")
     if top_level is None and anchor is None:
         mark_sacrum(instances)
     elif top_level is not None and instances and instances[-1].label == 0:
@@ -107,6 +159,16 @@ def assign_levels(
         start, source, base = sequence.index(level_id(top_level)), "top", 0.85
     elif instances[-1].is_sacrum:
         start, source, base = len(sequence) - n, "sacrum", 0.95
+    elif (
+        regions is not None
+        and (
+            junction := thoracolumbar_junction(
+                [r for r, i in zip(regions, instances, strict=True) if not i.is_sacrum]
+            )
+        )
+        is not None
+    ):
+        start, source, base = sequence.index(level_id("L1")) - junction, "region", 0.85
     else:
         start, source, base = len(sequence) - n, "assumed", 0.3
     start += shift
@@ -119,7 +181,12 @@ def assign_levels(
                 f"{level_name(sequence[-1])}; check the anchor, top level or shift"
             )
         # Confidence fades with the distance (in levels) from the anchor that was counted from.
-        distance = (n - 1 - k) if source == "sacrum" else k
+        if source == "sacrum":
+            distance = n - 1 - k
+        elif source == "region":
+            distance = abs(k - (sequence.index(level_id("L1")) - start))
+        else:
+            distance = k
         confidence = base if source == "given" else max(0.1, base - 0.02 * distance)
         out.append(LevelAssignment(sequence[position], source, confidence))
     return out

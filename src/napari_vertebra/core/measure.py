@@ -21,7 +21,7 @@ from .instances import extract_instances
 from .io import SpineIOError, read_image, write_table
 from .labels import SACRUM, level_name, to_verse
 from .landmarks import LANDMARK_NAMES, BodyGeometry, body_landmarks, geometry_from_landmarks
-from .levels import assign_levels
+from .levels import assign_levels, region_vote
 from .morphometry import (
     expected_heights,
     fracture_type,
@@ -176,6 +176,7 @@ def measure(
     whole_vertebrae: bool | None = None,
     sacrum_label: int | None = None,
     anchor_label: tuple[int, str] | None = None,
+    region_map: np.ndarray | None = None,
 ) -> Measurement:
     """Measure every vertebral body of a label map.
 
@@ -202,6 +203,10 @@ def measure(
     anchor_label
         ``(label value, level name)``: the body with this value in ``labels`` has this level;
         the others are counted from it (like ``anchor``, which names the body by its position).
+    region_map
+        Per pixel 1 thoracic, 2 lumbar (seed 004's region output) on the labels' grid: each
+        body's vote anchors the level count at the thoracolumbar junction when there is no
+        sacrum, anchor or top level (:func:`napari_vertebra.core.levels.assign_levels`).
     regional_angle
         Levels ``(upper, lower)``: the angle between the upper endplate of the first and the lower
         endplate of the second (kyphosis positive, lordosis negative); default the outermost
@@ -262,8 +267,17 @@ def measure(
         if value not in order:
             raise ValueError(f"no vertebral body has the label {value} to anchor level {name}")
         anchor = (order.index(value), name)
+    regions = None
+    if region_map is not None:
+        region_map = np.asarray(region_map)
+        if region_map.shape != label_image.shape:
+            raise ValueError(
+                f"region map {region_map.shape} is not on the labels' grid {label_image.shape}"
+            )
+        regions = [region_vote(region_map[i.box][i.mask]) for i in instances]
     levels = assign_levels(
         instances,
+        regions=regions,
         top_level=top_level,
         anchor=anchor,
         shift=shift,
@@ -271,6 +285,9 @@ def measure(
         thoracic_count=thoracic_count,
     )
     bodies = [i for i in instances if not i.is_sacrum]
+    votes = None
+    if regions is not None:
+        votes = [r for r, i in zip(regions, instances, strict=True) if not i.is_sacrum]
     hints = spine_directions([b.centroid for b in bodies])
     rows, geometry, landmarks = [], {}, {}
     for body, level, hint in zip(bodies, levels, hints, strict=True):
@@ -324,6 +341,7 @@ def measure(
         "lumbar_count": lumbar_count,
         "thoracic_count": thoracic_count,
         "regional_angle": list(regional_angle) if regional_angle else None,
+        "region_votes": votes,
         "spacing_mm": [float(s) for s in spacing_mm],
         "labels": label_image.source.get("path"),
     }
@@ -421,6 +439,16 @@ def table_from_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
         segmentation = row.get("segmentation_confidence")
         if segmentation is not None and np.isfinite(segmentation):
             confidence *= segmentation
+        # The grade comes from the heights; a multitask model's fracture head (seed 004) or a
+        # slice classifier (seed 003) that says otherwise asks a reader to look (0.5: the
+        # models' own decision threshold).
+        model_says = [
+            row[key] >= 0.5
+            for key in ("fracture_probability", "slice_fracture_probability")
+            if row.get(key) is not None and np.isfinite(row[key])
+        ]
+        if graded and any(says != (genant_grade(worst_loss) >= 1) for says in model_says):
+            flags.append("fracture_model_disagrees")
         wedge = np.nan
         if geo is not None:
             upper, lower = geo.endplate_vectors()
@@ -452,12 +480,20 @@ def table_from_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 "level_source": row["level_source"],
                 "centroid_mm": " ".join(f"{c:.2f}" for c in row["centroid"]),
                 "segmentation_confidence": row.get("segmentation_confidence", np.nan),
+                "fracture_probability": row.get("fracture_probability", np.nan),
+                "slice_fracture_probability": row.get("slice_fracture_probability", np.nan),
             }
         )
     columns = [*COLUMNS, *EXTRA_COLUMNS]
     # Only segmentations by a learned model have a probability per vertebra.
     if any("segmentation_confidence" in row for row in rows):
         columns.append("segmentation_confidence")
+    # Only multitask models (seed 004) have a fracture head.
+    if any("fracture_probability" in row for row in rows):
+        columns.append("fracture_probability")
+    # Only with a fracture classifier (seed 003).
+    if any("slice_fracture_probability" in row for row in rows):
+        columns.append("slice_fracture_probability")
     table = pd.DataFrame.from_records(records, columns=columns)
     table["genant_grade"] = table["genant_grade"].astype("Int64")
     numeric = table.select_dtypes("float").columns
