@@ -27,7 +27,7 @@ from ..metrics import dice
 from ..preprocess import sagittal_stack
 from .augment import Augmentation, augment, random_crop
 from .sources import pairs_from_spec
-from .targets import BODY_CLASSES, Pair, to_model_grid
+from .targets import IGNORE, MULTITASK_HEADS, SEGMENTATION_HEADS, Pair, head_targets, to_model_grid
 
 #: Radiograph models: 0.8 mm pixels (a 30 mm body is about 38 pixels high), clip, z-score, CLAHE.
 XR_PREPROCESSING = (
@@ -61,14 +61,17 @@ class TrainConfig:
         ``"XR"`` or ``"CT"``.
     architecture, arguments
         Network (see :func:`~napari_vertebra.core.segment.nets.build_network`); ``in_channels``
-        and ``classes`` are set from ``context`` and the body classes.
+        and the class counts are set from ``context`` and the heads. Default: ``unet`` (or the
+        ``init_from`` model's), with :data:`DEFAULT_ARGUMENTS` for it.
     preprocessing
         Steps of :mod:`napari_vertebra.core.preprocess`; the modality's default when empty.
     context
         CT: neighbouring sagittal slices on each side given as channels (2.5D); 0 for XR.
     init_from
-        A model (name or path) to start from: fine-tuning. Its architecture, arguments,
-        preprocessing and context are used.
+        A model (name or path) to start from. With the same architecture (or none given) it is
+        fine-tuned: its arguments, preprocessing and context are used. With another
+        architecture, every tensor whose name and shape match is copied (e.g. a body U-Net's
+        encoder and decoder into both decoders of a multitask U-Net): a warm start.
     """
 
     name: str
@@ -76,13 +79,8 @@ class TrainConfig:
     data: list[str]
     validation: list[str]
     modality: str = "XR"
-    architecture: str = "unet"
-    arguments: dict[str, Any] = field(
-        default_factory=lambda: {
-            "encoder_name": "mobilenet_v2",
-            "decoder_channels": [64, 32, 24, 16, 8],
-        }
-    )
+    architecture: str | None = None
+    arguments: dict[str, Any] | None = None
     preprocessing: list[dict[str, Any]] = field(default_factory=list)
     context: int = 0
     steps: int = 1000
@@ -106,7 +104,25 @@ class TrainConfig:
         return [dict(step) for step in default]
 
 
+#: Network arguments used when none are given: small enough to ship (a few MB in float16).
+DEFAULT_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "unet": {"encoder_name": "mobilenet_v2", "decoder_channels": [64, 32, 24, 16, 8]},
+    "multitask_unet": {"encoder_name": "mobilenet_v2", "decoder_channels": [64, 32, 24, 16, 8]},
+    "r2unet": {"base_width": 16},
+    "mdr2unet": {"base_width": 16},
+}
+
 Progress = Callable[[str, int, int], None]
+
+
+def heads_of(architecture: str) -> dict[str, tuple[str, ...]]:
+    """Output heads (name -> classes) of a segmentation architecture."""
+    return dict(MULTITASK_HEADS if architecture == "multitask_unet" else SEGMENTATION_HEADS)
+
+
+#: Head whose classes give the bodies and the sacrum, per head set.
+def body_head(heads: dict[str, Any]) -> str:
+    return "region" if "region" in heads else "segmentation"
 
 
 def _pool(specs: Sequence[str], config: TrainConfig, seed: int, progress) -> list[Pair]:
@@ -115,12 +131,12 @@ def _pool(specs: Sequence[str], config: TrainConfig, seed: int, progress) -> lis
     steps = config.model_preprocessing()
     pool: list[Pair] = []
     for index, spec in enumerate(specs):
-        for image, bodies in pairs_from_spec(spec, seed + 1000 * index):
+        for image, bodies, fractured in pairs_from_spec(spec, seed + 1000 * index):
             if image.modality != config.modality:
                 raise DataSpecError(
                     f"{spec}: gives {image.modality} images; this is a {config.modality} model"
                 )
-            array, target = to_model_grid(image, bodies, steps)
+            array, target = to_model_grid(image, bodies, steps, fractured)
             origin = str(image.source.get("path", spec))
             pool.append(Pair(array[None] if image.ndim == 2 else array, target, origin))
             if progress is not None:
@@ -146,11 +162,15 @@ def _draw(pool: list[Pair], config: TrainConfig, rng: np.random.Generator):
 
 
 def _loss(logits, target):
+    """Cross-entropy + soft Dice of the foreground classes; :data:`IGNORE` pixels left out."""
     import torch.nn.functional as F
 
-    cross_entropy = F.cross_entropy(logits, target)
-    probabilities = logits.softmax(dim=1)
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
+    valid = (target != IGNORE).unsqueeze(1).float()
+    if not valid.any():
+        return logits.sum() * 0.0
+    cross_entropy = F.cross_entropy(logits, target, ignore_index=IGNORE)
+    probabilities = logits.softmax(dim=1) * valid
+    onehot = F.one_hot(target.clamp(min=0), logits.shape[1]).permute(0, 3, 1, 2).float() * valid
     dims = (0, 2, 3)
     overlap = (probabilities * onehot).sum(dims)
     total = probabilities.sum(dims) + onehot.sum(dims)
@@ -158,40 +178,92 @@ def _loss(logits, target):
     return cross_entropy + (1 - dice[1:]).mean()
 
 
-def predict_pair(network, pair: Pair, config: TrainConfig, device: str) -> np.ndarray:
-    """Class map of a whole pair on the model grid (every sagittal slice of a CT)."""
+def _outputs(network, images) -> dict[str, Any]:
+    out = network(images)
+    return out if isinstance(out, dict) else {"segmentation": out}
+
+
+def predict_pair(network, pair: Pair, config: TrainConfig, device: str) -> dict[str, np.ndarray]:
+    """Each head's class map of a whole pair on the model grid (every sagittal slice of a CT)."""
     import torch
 
     from ..segment.inference import tiled_predict
 
+    heads = heads_of(config.architecture)
+
     def forward(batch):
-        return network(batch).softmax(dim=1)
+        out = _outputs(network, batch)
+        return torch.cat([out[head].softmax(dim=1) for head in heads], dim=1)
+
+    def split(probabilities: np.ndarray) -> dict[str, np.ndarray]:
+        maps, first = {}, 0
+        for head, classes in heads.items():
+            maps[head] = probabilities[first : first + len(classes)].argmax(axis=0)
+            first += len(classes)
+        return maps
 
     network.eval()
     with torch.inference_mode():
         if config.modality == "XR":
-            out = tiled_predict(forward, pair.image, config.patch * 2, device=device)
-            return out.argmax(axis=0)
-        result = np.zeros(pair.target.shape, dtype=np.int64)
+            return split(tiled_predict(forward, pair.image, config.patch * 2, device=device))
+        result = {head: np.zeros(pair.target.shape, dtype=np.int64) for head in heads}
         for x in range(pair.image.shape[2]):
             stack = sagittal_stack(pair.image, x, config.context)
-            out = tiled_predict(forward, stack, config.patch * 2, device=device)
-            result[:, :, x] = out.argmax(axis=0)
+            maps = split(tiled_predict(forward, stack, config.patch * 2, device=device))
+            for head, values in maps.items():
+                result[head][:, :, x] = values
         return result
 
 
 def evaluate(network, pool: list[Pair], config: TrainConfig, device: str) -> dict[str, float]:
-    """Mean Dice of the body and sacrum classes over ``pool`` (model grid)."""
+    """Validation figures over ``pool`` (model grid).
+
+    ``val_dice_body`` and ``val_dice_sacrum``: mean Dice per image; multitask models add
+    ``val_region_accuracy`` (share of body pixels of known region given the right one) and
+    ``val_fracture_balanced_accuracy`` (mean of the fracture and normal classes' recall over body
+    pixels of known status).
+    """
+    heads = heads_of(config.architecture)
+    main = body_head(heads)
+    sacrum_class = len(heads[main]) - 1
     body, sacrum = [], []
+    right = {"region": [0, 0], "fracture": [0, 0], "normal": [0, 0]}
     for pair in pool:
         predicted = predict_pair(network, pair, config, device)
-        body.append(dice(predicted == 1, pair.target == 1))
-        if (pair.target == 2).any():
-            sacrum.append(dice(predicted == 2, pair.target == 2))
-    return {
+        truth = head_targets(pair.target, main)
+        found = predicted[main]
+        is_body = lambda m: (m > 0) & (m < sacrum_class)  # noqa: E731
+        body.append(dice(is_body(found), is_body(truth)))
+        if (truth == sacrum_class).any():
+            sacrum.append(dice(found == sacrum_class, truth == sacrum_class))
+        if "region" in heads:
+            known = (truth == 1) | (truth == 2)
+            right["region"][0] += int((found[known] == truth[known]).sum())
+            right["region"][1] += int(known.sum())
+            status = head_targets(pair.target, "fracture")
+            for value, key in ((1, "fracture"), (2, "normal")):
+                where = status == value
+                right[key][0] += int((predicted["fracture"][where] == value).sum())
+                right[key][1] += int(where.sum())
+    scores = {
         "val_dice_body": float(np.mean(body)),
         "val_dice_sacrum": float(np.mean(sacrum)) if sacrum else float("nan"),
     }
+    if "region" in heads:
+        share = {k: (a / n if n else float("nan")) for k, (a, n) in right.items()}
+        scores["val_region_accuracy"] = share["region"]
+        recalls = [share["fracture"], share["normal"]]
+        known = [r for r in recalls if not np.isnan(r)]
+        scores["val_fracture_balanced_accuracy"] = float(np.mean(known)) if known else float("nan")
+    return scores
+
+
+def _selection_score(scores: dict[str, float]) -> float:
+    """What the best checkpoint is chosen by: the mean of the body Dice and, for multitask
+    models, the region and fracture accuracies (NaN figures left out)."""
+    keys = ("val_dice_body", "val_region_accuracy", "val_fracture_balanced_accuracy")
+    values = [scores[k] for k in keys if k in scores and not np.isnan(scores[k])]
+    return float(np.mean(values))
 
 
 def plot_curves(metrics: Path, out: Path) -> None:
@@ -210,9 +282,15 @@ def plot_curves(metrics: Path, out: Path) -> None:
     left, right = figure.subplots(1, 2)
     left.plot(steps, [float(r["train_loss"]) for r in rows], marker="o")
     left.set(xlabel="step", ylabel="training loss (CE + Dice)", yscale="log")
-    for key, label in (("val_dice_body", "vertebral body"), ("val_dice_sacrum", "sacrum")):
-        right.plot(steps, [float(r[key]) for r in rows], marker="o", label=label)
-    right.set(xlabel="step", ylabel="validation Dice", ylim=(0, 1))
+    for key, label in (
+        ("val_dice_body", "Dice vertebral body"),
+        ("val_dice_sacrum", "Dice sacrum"),
+        ("val_region_accuracy", "region accuracy"),
+        ("val_fracture_balanced_accuracy", "fracture balanced accuracy"),
+    ):
+        if key in rows[0]:
+            right.plot(steps, [float(r[key]) for r in rows], marker="o", label=label)
+    right.set(xlabel="step", ylabel="validation figure", ylim=(0, 1))
     right.legend(loc="lower right")
     for axes in (left, right):
         axes.grid(alpha=0.3)
@@ -220,27 +298,73 @@ def plot_curves(metrics: Path, out: Path) -> None:
         figure.savefig(temporary, dpi=90, format="png")
 
 
+def _warm_start(network, card) -> int:
+    """Copy the tensors of ``card``'s network whose names (a body U-Net's ``decoder.`` read as
+    each decoder of a multitask U-Net) and shapes match; returns how many were copied."""
+    from safetensors.torch import load_file
+
+    from ..segment.card import verify
+
+    source = load_file(verify(card), device="cpu")
+    state = network.state_dict()
+    copied = 0
+    for key, tensor in state.items():
+        for candidate in (
+            key,
+            key.replace("region_decoder.", "decoder.").replace("fracture_decoder.", "decoder."),
+        ):
+            if candidate in source and source[candidate].shape == tensor.shape:
+                state[key] = source[candidate].to(tensor.dtype)
+                copied += 1
+                break
+    network.load_state_dict(state)
+    return copied
+
+
 def _build(config: TrainConfig):
     from ..segment.card import load_network
     from ..segment.nets import build_network
     from ..segment.registry import find_model
 
-    if config.init_from:
-        card = find_model(config.init_from)
+    card = find_model(config.init_from) if config.init_from else None
+    if card is not None and config.architecture in (None, card.architecture):
         config.architecture, config.arguments = card.architecture, dict(card.arguments)
         config.preprocessing = list(card.preprocessing)
         config.context = int(card.input.get("context", 0))
         config.modality = card.modality
-        return load_network(card, "cpu").train()
-    arguments = dict(config.arguments)
+        return load_network(card, "cpu").train(), f"; fine-tuned from {config.init_from}"
+    config.architecture = config.architecture or "unet"
+    if config.architecture not in DEFAULT_ARGUMENTS:
+        raise ValueError(
+            f"{config.architecture!r} is not a segmentation architecture that trains here "
+            f"({', '.join(DEFAULT_ARGUMENTS)}); slice classifiers train with "
+            "train_classifier (napari-vertebra train --architecture slice_classifier)"
+        )
+    arguments = dict(config.arguments or DEFAULT_ARGUMENTS[config.architecture])
     arguments["in_channels"] = 2 * config.context + 1
-    arguments["classes"] = len(BODY_CLASSES)
+    if config.architecture == "multitask_unet":
+        arguments["fracture_classes"] = len(MULTITASK_HEADS["fracture"])
+        arguments["region_classes"] = len(MULTITASK_HEADS["region"])
+    else:
+        arguments["classes"] = len(SEGMENTATION_HEADS["segmentation"])
     config.arguments = arguments
-    return build_network(config.architecture, **arguments)
+    network = build_network(config.architecture, **arguments)
+    if card is not None:
+        if card.modality != config.modality:
+            raise ValueError(f"{card.name} is a {card.modality} model; this is {config.modality}")
+        if _warm_start(network, card) == 0:
+            raise ValueError(
+                f"{card.name}: no tensor fits {config.architecture}; nothing to start from"
+            )
+        return network, f"; warm-started from {config.init_from}"
+    return network, ""
 
 
 def train(config: TrainConfig, progress: Progress | None = None, resume: bool = False):
-    """Train a body-segmentation model as ``config`` says; returns the saved model's card.
+    """Train a model as ``config`` says; returns the saved model's card.
+
+    Segmentation architectures are trained here; ``slice_classifier`` (seed 003) is handed to
+    :func:`~napari_vertebra.core.train.classifier.train_classifier`.
 
     Parameters
     ----------
@@ -252,6 +376,10 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
         Continue from ``checkpoint.pt`` in the run folder (same config) instead of refusing a
         folder that already holds a run.
     """
+    if config.architecture == "slice_classifier":
+        from .classifier import train_classifier
+
+        return train_classifier(config, progress, resume)
     import torch
 
     from ..segment.card import save_model
@@ -268,7 +396,8 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
     device = select_device(config.device)
-    network = _build(config).to(device)
+    network, start_note = _build(config)
+    network = network.to(device)
     if not resume:
         (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
 
@@ -289,7 +418,11 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
         schedule.load_state_dict(saved["schedule"])
         step, best = int(saved["step"]), float(saved["best"])
         best_state = saved["best_model"]
-    fields = ["step", "train_loss", "val_dice_body", "val_dice_sacrum", "images_per_second"]
+    heads = heads_of(config.architecture)
+    fields = ["step", "train_loss", "val_dice_body", "val_dice_sacrum"]
+    if "region" in heads:
+        fields += ["val_region_accuracy", "val_fracture_balanced_accuracy"]
+    fields.append("images_per_second")
     if not metrics_path.exists():
         metrics_path.write_text(",".join(fields) + "\n")
 
@@ -301,9 +434,13 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
         rng = np.random.default_rng([config.seed, step])
         batch = [_draw(train_pool, config, rng) for _ in range(config.batch_size)]
         images = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)
-        targets = torch.from_numpy(np.stack([b[1] for b in batch])).to(device)
+        details = np.stack([b[1] for b in batch])
         network.train()
-        loss = _loss(network(images), targets)
+        outputs = _outputs(network, images)
+        loss = sum(
+            _loss(outputs[head], torch.from_numpy(head_targets(details, head)).to(device))
+            for head in heads
+        )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -321,8 +458,8 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
                 cells = [f"{v:.5g}" if isinstance(v, float) else v for v in row]
                 csv.writer(handle).writerow(cells)
             losses, seen, started = [], 0, time.perf_counter()
-            if scores["val_dice_body"] > best:
-                best = scores["val_dice_body"]
+            if _selection_score(scores) > best:
+                best = _selection_score(scores)
                 best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
             state = {
                 "model": network.state_dict(),
@@ -341,11 +478,25 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
         network = network.half()
     with open(metrics_path, newline="") as handle:
         history = list(csv.DictReader(handle))
-    best_row = max(history, key=lambda r: float(r["val_dice_body"]))
+    best_row = max(
+        history, key=lambda r: _selection_score({k: float(v) for k, v in r.items() if k in fields})
+    )
     preprocessing = config.model_preprocessing()
     input_options: dict[str, Any] = {"tile": 512, "overlap": 0.25}
     if config.modality == "CT":
         input_options["context"] = config.context
+    if len(heads) > 1:
+        input_options["head"] = body_head(heads)
+    validation: dict[str, Any] = {
+        "data": ", ".join(config.validation),
+        "pairs": len(val_pool),
+        "dice_vertebral_body_model_grid": round(float(best_row["val_dice_body"]), 4),
+        "dice_sacrum_model_grid": round(float(best_row["val_dice_sacrum"]), 4),
+    }
+    for key in ("val_region_accuracy", "val_fracture_balanced_accuracy"):
+        if key in best_row:
+            validation[key.removeprefix("val_") + "_model_grid"] = round(float(best_row[key]), 4)
+    validation.update(at_step=int(best_row["step"]), steps=config.steps, command=config.command)
     return save_model(
         network,
         out,
@@ -354,24 +505,14 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
         architecture=config.architecture,
         arguments=config.arguments,
         modality=config.modality,
-        classes=list(BODY_CLASSES),
+        classes=list(heads[body_head(heads)]),
+        heads={head: list(classes) for head, classes in heads.items()} if len(heads) > 1 else {},
         preprocessing=preprocessing,
         input=input_options,
         spacing_mm=next(
             (s["target_spacing"] for s in preprocessing if s["op"] == "resample"), None
         ),
-        training_data=(
-            f"{', '.join(config.data)}; {len(train_pool)} pairs"
-            + (f"; fine-tuned from {config.init_from}" if config.init_from else "")
-        ),
-        validation={
-            "data": ", ".join(config.validation),
-            "pairs": len(val_pool),
-            "dice_vertebral_body_model_grid": round(float(best_row["val_dice_body"]), 4),
-            "dice_sacrum_model_grid": round(float(best_row["val_dice_sacrum"]), 4),
-            "at_step": int(best_row["step"]),
-            "steps": config.steps,
-            "command": config.command,
-        },
+        training_data=(f"{', '.join(config.data)}; {len(train_pool)} pairs" + start_note),
+        validation=validation,
         description=config.description,
     )

@@ -1,8 +1,11 @@
 """Where training images and vertebral-body labels come from (issue 6, sources a–d).
 
-Each source yields ``(image, bodies)`` pairs of :class:`~napari_vertebra.core.image.SpineImage`,
-bodies in VerSe IDs (sacrum 26). Whole-vertebra masks (VerSe, TotalSegmentator) are reduced to
-their bodies first, with the same isolation the measurements use.
+Each source yields :class:`Sample` s: an image and its bodies (both
+:class:`~napari_vertebra.core.image.SpineImage`, bodies in VerSe IDs, sacrum 26) and, where
+known, which bodies are fractured (phantoms and their projections know it; other sources do
+not, and the fracture head of a multitask model then ignores their bodies). Whole-vertebra masks
+(VerSe, TotalSegmentator) are reduced to their bodies first, with the same isolation the
+measurements use.
 
 Spec strings (the ``--data`` option of ``napari-vertebra train``):
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +37,14 @@ IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz", ".jpg", ".
 
 class DataSpecError(ValueError):
     """A ``--data`` spec that cannot be understood or points at nothing usable."""
+
+
+class Sample(NamedTuple):
+    """An image, its vertebral bodies, and the VerSe IDs of the fractured ones (None: unknown)."""
+
+    image: SpineImage
+    bodies: SpineImage
+    fractured: frozenset[int] | None = None
 
 
 def bodies_of(labels: SpineImage) -> SpineImage:
@@ -59,7 +71,7 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def folder_pairs(folder: str | Path) -> Iterator[tuple[SpineImage, SpineImage]]:
+def folder_pairs(folder: str | Path) -> Iterator[Sample]:
     """``folder/images/NAME.*`` with ``folder/masks/NAME.*``; a mask missing is an error."""
     folder = Path(folder)
     images, masks = folder / "images", folder / "masks"
@@ -82,7 +94,7 @@ def folder_pairs(folder: str | Path) -> Iterator[tuple[SpineImage, SpineImage]]:
         labels = labels.with_array(np.asarray(labels.array).astype(np.uint8), kind="labels")
         if image.spacing is not None:
             labels = _with_geometry(labels, image)
-        yield image, bodies_of(labels)
+        yield Sample(image, bodies_of(labels))
 
 
 def _with_geometry(labels: SpineImage, image: SpineImage) -> SpineImage:
@@ -91,7 +103,7 @@ def _with_geometry(labels: SpineImage, image: SpineImage) -> SpineImage:
     return dataclasses.replace(labels, spacing=image.spacing, origin=image.origin)
 
 
-def verse_pairs(folder: str | Path) -> Iterator[tuple[SpineImage, SpineImage]]:
+def verse_pairs(folder: str | Path) -> Iterator[Sample]:
     """CT and vertebra mask pairs of a VerSe-format dataset (searched recursively)."""
     folder = Path(folder)
     cts = sorted(folder.rglob("*_ct.nii.gz"))
@@ -107,31 +119,33 @@ def verse_pairs(folder: str | Path) -> Iterator[tuple[SpineImage, SpineImage]]:
         labels = read_image(masks[0], kind="labels")
         if labels.shape != ct.shape:
             raise DataSpecError(f"{masks[0]}: shape {labels.shape} differs from the CT {ct.shape}")
-        yield ct, bodies_of(labels)
+        yield Sample(ct, bodies_of(labels))
 
 
-def phantom_pairs(modality: str, count: int, seed: int) -> Iterator[tuple[SpineImage, SpineImage]]:
+def phantom_pairs(modality: str, count: int, seed: int) -> Iterator[Sample]:
     """``count`` phantoms of ``modality`` from seeds derived from ``seed``."""
     from ..phantom import make_phantom
 
     for child in np.random.SeedSequence(seed).spawn(count):
         phantom = make_phantom(modality, child)
-        yield phantom.image, phantom.labels
+        fractured = frozenset(
+            int(v["label"]) for v in phantom.truth["vertebrae"] if v["genant_grade"] >= 1
+        )
+        yield Sample(phantom.image, phantom.labels, fractured)
 
 
-def drr_pairs(
-    cts: Iterator[tuple[SpineImage, SpineImage]], seed: int, per_ct: int = 1
-) -> Iterator[tuple[SpineImage, SpineImage]]:
+def drr_pairs(cts: Iterator[Sample], seed: int, per_ct: int = 1) -> Iterator[Sample]:
     """Lateral projections with random geometry (:mod:`napari_vertebra.core.drr`)."""
     from ..drr import ProjectionGeometry, lateral_projection
 
     rng = np.random.default_rng(seed)
-    for ct, bodies in cts:
+    for ct, bodies, fractured in cts:
         for _ in range(per_ct):
-            yield lateral_projection(ct, bodies, ProjectionGeometry.random(rng), rng)
+            projection = lateral_projection(ct, bodies, ProjectionGeometry.random(rng), rng)
+            yield Sample(*projection, fractured)
 
 
-def pairs_from_spec(spec: str, seed: int) -> Iterator[tuple[SpineImage, SpineImage]]:
+def pairs_from_spec(spec: str, seed: int) -> Iterator[Sample]:
     """The pairs a ``--data`` spec names (see the module docstring)."""
     kind, _, rest = spec.partition(":")
     if kind in ("phantom-xr", "phantom-ct"):
