@@ -163,7 +163,7 @@ def test_analyze_explains_bad_requests(tmp_path, monkeypatch):
     from napari_vertebra.core.segment import registry
 
     with monkeypatch.context() as patched:
-        patched.setattr(registry, "available_models", lambda: {})
+        patched.setattr(registry, "available_models", lambda task=None: {})
         with pytest.raises(SpineIOError, match="no radiograph model"):
             analyze(phantom.image, model="auto")
     with pytest.raises(SpineIOError, match="CT baseline needs a CT"):

@@ -15,7 +15,13 @@ from napari_vertebra.core.train import TrainConfig, train
 from napari_vertebra.core.train.augment import augment, random_crop
 from napari_vertebra.core.train.loop import XR_PREPROCESSING
 from napari_vertebra.core.train.sources import DataSpecError, bodies_of, pairs_from_spec
-from napari_vertebra.core.train.targets import class_map, to_model_grid
+from napari_vertebra.core.train.targets import (
+    IGNORE,
+    class_map,
+    detail_map,
+    head_targets,
+    to_model_grid,
+)
 
 TINY = {"encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
 
@@ -42,7 +48,8 @@ def test_class_map_and_model_grid_follow_the_card_preprocessing():
     classes = class_map(phantom.labels.array)
     assert set(np.unique(classes)) == {0, 1, 2}
     assert np.array_equal(classes == 2, phantom.labels.array == SACRUM)
-    image, target = to_model_grid(phantom.image, phantom.labels, XR_PREPROCESSING)
+    image, detail = to_model_grid(phantom.image, phantom.labels, XR_PREPROCESSING)
+    target = head_targets(detail, "segmentation")
     # Resampled to 0.8 mm: the extent in mm is kept, and so are the bodies' areas (within 3 %).
     expected = np.round(np.array(phantom.image.shape) * phantom.image.spacing[0] / 0.8)
     assert image.shape == target.shape == tuple(expected.astype(int))
@@ -52,9 +59,37 @@ def test_class_map_and_model_grid_follow_the_card_preprocessing():
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0  # CLAHE ends in [0, 1]
 
 
+def test_multitask_targets_carry_region_and_fracture_and_ignore_what_is_unknown():
+    phantom = make_phantom(
+        "xr",
+        4,
+        levels=["T11", "T12", "L1", "L2", "L3", "L4", "L5"],
+        with_sacrum=True,
+        fractures={"L1": (2, "wedge")},
+    )
+    labels = phantom.labels.array
+    detail = detail_map(labels, fractured={20})
+    region = head_targets(detail, "region")
+    fracture = head_targets(detail, "fracture")
+    assert np.all(region[(labels == 18) | (labels == 19)] == 1)  # thoracic
+    assert np.all(region[(labels >= 20) & (labels <= 22)] == 2)  # lumbar
+    assert np.all(region[labels == SACRUM] == 3) and np.all(fracture[labels == SACRUM] == 3)
+    assert np.all(fracture[labels == 20] == 1) and np.all(fracture[labels == 21] == 2)
+    assert np.array_equal(head_targets(detail, "segmentation"), class_map(labels))
+    # Fracture status unknown (None) and anonymous bodies (1): those heads learn nothing there.
+    unknown = head_targets(detail_map(labels, fractured=None), "fracture")
+    assert np.all(unknown[(labels > 0) & (labels != SACRUM)] == IGNORE)
+    anonymous = head_targets(detail_map(np.where(labels == SACRUM, SACRUM, labels > 0)), "region")
+    assert np.all(anonymous[(labels > 0) & (labels != SACRUM)] == IGNORE)
+    # On the model grid the codes survive resampling.
+    _, target = to_model_grid(phantom.image, phantom.labels, XR_PREPROCESSING, {20})
+    assert set(np.unique(head_targets(target, "fracture"))) == {0, 1, 2, 3}
+
+
 def test_augmentation_keeps_labels_aligned_and_never_turns_the_spine_upside_down():
     phantom = make_phantom("xr", 4)
-    image, target = to_model_grid(phantom.image, phantom.labels, XR_PREPROCESSING)
+    image, detail = to_model_grid(phantom.image, phantom.labels, XR_PREPROCESSING)
+    target = head_targets(detail, "segmentation")
     rng = np.random.default_rng(0)
     for _ in range(5):
         crop_image, crop_target = random_crop(image[None], target, 192, rng)
@@ -226,3 +261,135 @@ def test_ct_model_trains_on_verse_format_data(tmp_path, shared_data):
     card = train(config)
     assert card.arguments["in_channels"] == 3 and card.input["context"] == 1
     assert card.modality == "CT"
+
+
+@pytest.mark.parametrize(
+    "architecture,arguments",
+    [("r2unet", {"base_width": 4, "depth": 3}), ("mdr2unet", {"base_width": 4, "depth": 3})],
+)
+def test_every_segmentation_architecture_trains(tmp_path, architecture, arguments):
+    card = train(
+        _config(tmp_path, name=architecture, architecture=architecture, arguments=arguments)
+    )
+    assert card.architecture == architecture
+    verify(card)
+    assert card.classes == ["background", "vertebral_body", "sacrum"]
+
+
+def test_multitask_model_trains_warm_starts_and_feeds_levels_and_fracture_column(tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    body = train(_config(tmp_path, name="body"))
+    card = train(
+        _config(
+            tmp_path,
+            name="multi",
+            architecture="multitask_unet",
+            init_from=str(tmp_path / "body" / "body.json"),
+        )
+    )
+    assert card.architecture == "multitask_unet" and card.input["head"] == "region"
+    assert card.classes == ["background", "thoracic", "lumbar", "sacrum"]
+    assert card.heads["fracture"] == ["background", "fracture", "normal", "sacrum"]
+    assert "warm-started from" in card.training_data
+    for key in ("region_accuracy_model_grid", "fracture_balanced_accuracy_model_grid"):
+        assert 0 <= card.validation[key] <= 1
+    header = open(tmp_path / "multi" / "metrics.csv").readline().strip().split(",")
+    assert "val_region_accuracy" in header and "val_fracture_balanced_accuracy" in header
+    # The warm start copied the body model's encoder (before training moved it).
+    from napari_vertebra.core.segment.nets import build_network
+    from napari_vertebra.core.train.loop import _warm_start
+
+    fresh = build_network("multitask_unet", **card.arguments)
+    copied = _warm_start(fresh, body)
+    source = load_file(body.weights_path)
+    assert copied >= len([k for k in source if k.startswith("encoder.")])
+    key = next(k for k in source if k.startswith("encoder.") and k.endswith("weight"))
+    assert torch.equal(fresh.state_dict()[key], source[key].float())
+    # Segmenting uses both heads; measuring adds a fracture probability per vertebra and
+    # records the region votes (4 steps are too few for a usable mask: the truth stands in).
+    import dataclasses
+
+    from napari_vertebra import segment
+    from napari_vertebra.core.pipeline import measure_segmentation
+
+    phantom = make_phantom("xr", 9)
+    found = segment(phantom.image, model=str(tmp_path / "multi" / "multi.json"))
+    assert found.details["head_outputs"] == ["fracture_probability", "region"]
+    assert set(np.unique(found.maps["region"])) <= {1, 2}
+    probability = found.maps["fracture_probability"]
+    assert probability.shape == phantom.image.shape
+    assert 0 <= probability.min() and probability.max() <= 1
+    semantic = phantom.labels.with_array((phantom.labels.array > 0).astype(np.uint8))
+    measured = measure_segmentation(dataclasses.replace(found, labels=semantic))
+    bodies = measured.table[measured.table["level"] != "S1"]
+    assert bodies["fracture_probability"].between(0, 1).all()
+    assert len(measured.parameters["region_votes"]) == len(bodies)
+
+
+def test_slice_windows_follow_seed_003_on_ct_and_radiograph():
+    from napari_vertebra.core.train.classifier import vertebra_windows
+
+    ct = make_phantom("ct", 3, levels=["L3", "L4", "L5"], with_sacrum=True)
+    volume = ct.image.array.astype(np.float32)
+    windows = vertebra_windows(volume, ct.labels.array, size=32)
+    assert sorted(windows) == [22, 23, 24]  # the sacrum is not classified
+    for value, stack in windows.items():
+        columns = np.nonzero((ct.labels.array == value).any(axis=(0, 1)))[0]
+        # The outer fifth of the body's width on each side is shaved off.
+        assert 0 < len(stack) < len(columns)
+        assert stack.shape[1:] == (2, 32, 32)
+        # The body fills the window's middle: its mask channel is set there, not at the corners.
+        assert stack[:, 1, 16, 16].min() > 0.5 and stack[:, 1, 0, 0].max() < 0.5
+    xr = make_phantom("xr", 3)
+    flat = vertebra_windows(xr.image.array.astype(np.float32), xr.labels.array, size=32)
+    assert all(stack.shape == (1, 2, 32, 32) for stack in flat.values())
+
+
+def test_fracture_classifier_trains_and_analyze_reports_its_probability(tmp_path, shared_data):
+    from napari_vertebra import analyze, segment
+    from napari_vertebra.core.io import SpineIOError
+
+    card = train(
+        _config(
+            tmp_path,
+            name="classifier",
+            architecture="slice_classifier",
+            arguments={"encoder_name": "resnet18", "encoder_depth": 3},
+            batch_size=4,
+        )
+    )
+    assert card.task == "fracture_classification" and card.architecture == "slice_classifier"
+    assert card.input["rule"] == "any" and card.arguments["in_channels"] == 2
+    assert 0 <= card.validation["specificity_per_vertebra"] <= 1
+    sensitivity = card.validation["sensitivity_per_vertebra"]
+    assert (sensitivity is None) == (card.validation["fractured_vertebrae"] == 0)
+    rows = list(csv.DictReader(open(tmp_path / "classifier" / "metrics.csv")))
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    phantom = make_phantom("xr", 5)
+    result = analyze(
+        phantom.image, fracture_classifier=str(tmp_path / "classifier" / "classifier.json")
+    )
+    bodies = result.table[result.table["level"] != "S1"]
+    assert bodies["slice_fracture_probability"].between(0, 1).all()
+    assert result.summary["fracture_classifier"]["sha256"] == card.sha256
+    plain = analyze(phantom.image, fracture_classifier=None)
+    assert "slice_fracture_probability" not in plain.table.columns
+    # A classifier is not a segmentation model, and the other way round.
+    with pytest.raises(SpineIOError, match="not a segmentation model"):
+        segment(phantom.image, model=str(tmp_path / "classifier" / "classifier.json"))
+    with pytest.raises(SpineIOError, match="not a fracture classifier"):
+        analyze(phantom.image, fracture_classifier="xr-bodies-mobilenet")
+    # Only phantoms know which vertebrae are fractured: other data are refused by name.
+    with pytest.raises(DataSpecError, match="fracture status"):
+        train(
+            _config(
+                tmp_path,
+                name="refused",
+                architecture="slice_classifier",
+                modality="CT",
+                arguments={"encoder_name": "resnet18", "encoder_depth": 3},
+                data=[f"verse:{shared_data / 'ct-crop-tptbox'}"],
+            )
+        )

@@ -124,6 +124,7 @@ def _analyze(args: argparse.Namespace) -> int:
         tta=args.tta,
         spacing=args.spacing,
         progress=progress,
+        fracture_classifier=args.fracture_classifier,
         **_level_options(args),
     )
     print(file=sys.stderr)
@@ -176,7 +177,9 @@ def _train(args: argparse.Namespace) -> int:
     card = train(TrainConfig(**config_fields), progress=progress, resume=args.resume)
     if bar is not None:
         bar.close()
-    figures = {k: v for k, v in card.validation.items() if k.startswith("dice")}
+    figures = {
+        k: v for k, v in card.validation.items() if k.endswith(("model_grid", "per_vertebra"))
+    }
     print(f"wrote {card.path} and {card.weights_path}; validation {figures}")
     return 0
 
@@ -315,6 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"
     )
     ana.add_argument("--tta", action="store_true", help="flip test-time augmentation")
+    ana.add_argument(
+        "--fracture-classifier",
+        default="auto",
+        help="seed 003 per-vertebra classifier: auto (an installed one for the modality), "
+        "a model name or card, or none",
+    )
     ana.add_argument("--spacing", type=float, default=None, help="pixel spacing in mm")
     _add_level_options(ana)
     ana.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -333,7 +342,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--data", action="append", required=True, help="training data spec")
     tr.add_argument("--validation", action="append", required=True, help="held-out data spec")
     tr.add_argument("--modality", default="XR", choices=("XR", "CT", "xr", "ct"))
-    tr.add_argument("--architecture", default="unet", help="a registry architecture")
+    tr.add_argument(
+        "--architecture",
+        default=None,
+        help="unet (default), multitask_unet (seed 004: region and fracture heads), r2unet, "
+        "mdr2unet, or slice_classifier (seed 003); with --init-from, the model's own",
+    )
     tr.add_argument("--arguments", default=None, help="network arguments as JSON")
     tr.add_argument("--context", type=int, default=0, help="CT: neighbouring slices per side")
     tr.add_argument("--steps", type=int, default=1000)

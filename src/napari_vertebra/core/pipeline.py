@@ -153,8 +153,9 @@ def _class_indices(card) -> tuple[list[int], int | None]:
 
 def _segment_learned(
     image: SpineImage, card, device: str, tta: bool, progress: Progress | None
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Label map (1 body, 26 sacrum) and body probability on the image grid from a model."""
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any], dict[str, np.ndarray]]:
+    """Label map (1 body, 26 sacrum), body probability, provenance details and the extra head
+    outputs (:func:`_head_maps`) on the image grid from a model."""
     from .preprocess import preprocess, sagittal_stack
     from .segment.inference import probability_forward, tiled_predict
     from .segment.registry import get_network
@@ -167,7 +168,9 @@ def _segment_learned(
     network = get_network(card, device)
     options = dict(card.input)
     flips = tuple(options.get("tta_flip_axes", (1,))) if tta else ()
-    forward = probability_forward(network, head=options.get("head"), flip_axes=flips)
+    heads = {name: list(classes) for name, classes in (card.heads or {}).items()}
+    wanted = list(heads) if heads else options.get("head")
+    forward = probability_forward(network, head=wanted, flip_axes=flips)
     prepared = preprocess(image.array, card.preprocessing, spacing=image.spacing)
     body_index, sacrum_index = _class_indices(card)
 
@@ -203,6 +206,14 @@ def _segment_learned(
             probabilities[:, :, :, x] = out
             report(x + 1, depth)
     probabilities = prepared.to_source(probabilities, order=1)
+    maps: dict[str, np.ndarray] = {}
+    if heads:
+        by_head, first = {}, 0
+        for name, classes in heads.items():
+            by_head[name] = probabilities[first : first + len(classes)]
+            first += len(classes)
+        probabilities = by_head[options.get("head", next(iter(heads)))]
+        maps = _head_maps(by_head, heads)
     body = probabilities[body_index].sum(axis=0)
     winner = probabilities.argmax(axis=0)
     labels = np.zeros(image.shape, np.uint8)
@@ -211,7 +222,31 @@ def _segment_learned(
         labels[winner == sacrum_index] = SACRUM
     labels = _postprocess(labels)
     details = {"preprocessing": prepared.record, "model_spacing_mm": prepared.spacing}
-    return labels, body.astype(np.float32), details
+    if maps:
+        details["head_outputs"] = sorted(maps)
+    return labels, body.astype(np.float32), details, maps
+
+
+def _head_maps(by_head: dict[str, np.ndarray], heads: dict[str, list[str]]) -> dict:
+    """Seed 004's extra outputs on the image grid: ``region`` (1 thoracic, 2 lumbar, 0 neither,
+    by the larger probability) and ``fracture_probability`` (P(fracture) / (P(fracture) +
+    P(normal)): the fracture head's belief that a body pixel belongs to a fractured body)."""
+    maps: dict[str, np.ndarray] = {}
+    if "region" in by_head:
+        names = heads["region"]
+        if "thoracic" in names and "lumbar" in names:
+            thoracic = by_head["region"][names.index("thoracic")]
+            lumbar = by_head["region"][names.index("lumbar")]
+            maps["region"] = np.where(lumbar > thoracic, 2, 1).astype(np.uint8)
+    if "fracture" in by_head:
+        names = heads["fracture"]
+        if "fracture" in names and "normal" in names:
+            fractured = by_head["fracture"][names.index("fracture")]
+            normal = by_head["fracture"][names.index("normal")]
+            maps["fracture_probability"] = (
+                fractured / np.maximum(fractured + normal, 1e-6)
+            ).astype(np.float32)
+    return maps
 
 
 def _postprocess(labels: np.ndarray) -> np.ndarray:
@@ -270,6 +305,9 @@ class Segmentation:
     device: str
     details: dict[str, Any]
     seconds: float
+    #: Extra per-pixel outputs of multitask models on the image grid: ``region`` (1 thoracic,
+    #: 2 lumbar) and ``fracture_probability`` (see :func:`_head_maps`).
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
 
     def body_table(self):
         """One row per label value: ``index`` (the value), ``size_mm3`` and, for learned
@@ -314,6 +352,7 @@ def segment(
     tick = time.perf_counter()
     probabilities = None
     details: dict[str, Any] = {}
+    maps: dict[str, np.ndarray] = {}
     stage("segmentation", 0.0)
     if chosen == CT_BASELINE:
         from .segment.ct_baseline import BASELINE_PARAMETERS, segment_ct_baseline
@@ -331,21 +370,26 @@ def segment(
         from .segment.registry import find_model
 
         card = find_model(chosen)
+        if card.task != "vertebral_body_segmentation":
+            raise SpineIOError(
+                card.path or card.name,
+                f"is a {card.task.replace('_', ' ')} model, not a segmentation model",
+            )
         device_used = select_device(device)
-        labels_array, probabilities, details = _segment_learned(
+        labels_array, probabilities, details, maps = _segment_learned(
             image, card, device_used, tta, progress
         )
     if card is not None:
-        from .segment.card import sha256_of
-
-    model_record = {
-        "name": card.name if card else CT_BASELINE,
-        "path": str(card.path) if card and card.path else None,
-        "sha256": card.sha256 if card else None,
-        "card_sha256": sha256_of(card.path) if card and card.path else None,
-        "architecture": card.architecture if card else "hu-threshold baseline",
-        "training_data": card.training_data if card else "none (not learned)",
-    }
+        model_record = _model_record(card)
+    else:
+        model_record = {
+            "name": CT_BASELINE,
+            "path": None,
+            "sha256": None,
+            "card_sha256": None,
+            "architecture": "hu-threshold baseline",
+            "training_data": "none (not learned)",
+        }
     return Segmentation(
         image=image,
         labels=image.with_array(labels_array, kind="labels"),
@@ -353,6 +397,7 @@ def segment(
         model=model_record,
         device=device_used,
         details=details,
+        maps=maps,
         seconds=time.perf_counter() - tick,
     )
 
@@ -365,6 +410,7 @@ def analyze(
     tta: bool = False,
     spacing: tuple[float, ...] | float | None = None,
     progress: Progress | None = None,
+    fracture_classifier: str | os.PathLike | None = "auto",
     **measure_options: Any,
 ) -> AnalysisResult:
     """Segment, label and measure the vertebral bodies of a radiograph or CT.
@@ -386,6 +432,10 @@ def analyze(
         Spacing in mm, overriding the file's.
     progress
         Called with (stage, fraction done).
+    fracture_classifier
+        Seed 003's per-vertebra classifier: ``"auto"`` (the first installed one for the
+        modality, if any), a model name or path, or ``None``. Its result is the column
+        ``slice_fracture_probability``, beside the grade measured from the heights.
     **measure_options
         Passed to :func:`~napari_vertebra.core.measure.measure` (``top_level``, ``shift``,
         ``lumbar_count`` …).
@@ -401,6 +451,21 @@ def analyze(
     tick = time.perf_counter()
     measurement = measure_segmentation(found, **measure_options)
     timings["measurement_s"] = time.perf_counter() - tick
+    classifier = _fracture_classifier(fracture_classifier, image.modality)
+    if classifier is not None:
+        from .segment.fracture import classify_vertebrae
+
+        tick = time.perf_counter()
+        if progress is not None:
+            progress("fracture classification", 0.0)
+        found_probabilities = classify_vertebrae(
+            image, measurement.level_map, classifier, found.device
+        )
+        for row in measurement.rows:
+            value = found_probabilities.get(int(row["label"]), float("nan"))
+            row["slice_fracture_probability"] = round(value, 4)
+        measurement.table = table_from_rows(measurement.rows)
+        timings["fracture_classification_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - start
     if progress is not None:
         progress("done", 1.0)
@@ -414,6 +479,7 @@ def analyze(
             "series_uid": image.source.get("series_uid"),
         },
         "model": found.model,
+        "fracture_classifier": _model_record(classifier) if classifier is not None else None,
         "device": found.device,
         "tta": bool(tta),
         "segmentation": found.details,
@@ -433,16 +499,54 @@ def analyze(
 
 def measure_segmentation(found: Segmentation, **measure_options: Any) -> Measurement:
     """Levels and measurements of a :class:`Segmentation` (its probabilities add confidence)."""
+    if "region" in found.maps:
+        measure_options.setdefault("region_map", found.maps["region"])
     measurement = measure(found.labels, sacrum_label=SACRUM, **measure_options)
     if found.probabilities is not None:
-        _add_segmentation_confidence(measurement, found.probabilities)
+        _add_mean_per_vertebra(measurement, found.probabilities, "segmentation_confidence")
+    if "fracture_probability" in found.maps:
+        _add_mean_per_vertebra(
+            measurement, found.maps["fracture_probability"], "fracture_probability"
+        )
     return measurement
+
+
+def _fracture_classifier(choice, modality: str):
+    """The classifier card to run, or None (``"auto"`` with none installed, or ``None``)."""
+    from .segment.fracture import FRACTURE_TASK, default_classifier
+    from .segment.registry import find_model
+
+    if choice is None or str(choice).lower() == "none":
+        return None
+    if str(choice) == "auto":
+        return default_classifier(modality)
+    card = find_model(choice)
+    if card.task != FRACTURE_TASK:
+        raise SpineIOError(card.path or card.name, "is not a fracture classifier")
+    if card.modality != modality:
+        raise SpineIOError(
+            card.path or card.name, f"is a {card.modality} classifier; the input is {modality}"
+        )
+    return card
+
+
+def _model_record(card) -> dict[str, Any]:
+    from .segment.card import sha256_of
+
+    return {
+        "name": card.name,
+        "path": str(card.path) if card.path else None,
+        "sha256": card.sha256,
+        "card_sha256": sha256_of(card.path) if card.path else None,
+        "architecture": card.architecture,
+        "training_data": card.training_data,
+    }
 
 
 def _default_radiograph_model() -> str:
     from .segment.registry import USER_MODELS_VARIABLE, available_models
 
-    for name, card in available_models().items():
+    for name, card in available_models(task="vertebral_body_segmentation").items():
         if card.modality == "XR":
             return name
     raise SpineIOError(
@@ -452,13 +556,18 @@ def _default_radiograph_model() -> str:
     )
 
 
-def _add_segmentation_confidence(measurement: Measurement, probabilities: np.ndarray) -> None:
-    """Mean body probability inside each vertebra; the row's confidence is multiplied by it."""
+def _add_mean_per_vertebra(measurement: Measurement, values: np.ndarray, column: str) -> None:
+    """Mean of a per-pixel map inside each vertebra, as ``column`` (the sacrum row included).
+
+    ``segmentation_confidence`` (mean body probability) also scales the row's confidence;
+    ``fracture_probability`` is the fracture head's mean belief (seed 004) that the body is
+    fractured, shown beside the grade measured from the heights.
+    """
     from scipy import ndimage
 
     labels = [int(row["label"]) for row in measurement.rows]
     present = np.isin(labels, np.unique(measurement.level_map))
-    means = ndimage.mean(probabilities, labels=measurement.level_map, index=labels)
+    means = ndimage.mean(values, labels=measurement.level_map, index=labels)
     for row, value, shown in zip(measurement.rows, means, present, strict=True):
-        row["segmentation_confidence"] = round(float(value), 4) if shown else float("nan")
+        row[column] = round(float(value), 4) if shown else float("nan")
     measurement.table = table_from_rows(measurement.rows)

@@ -13,7 +13,7 @@ def model_choices(widget=None) -> list[str]:
     from ...core.segment.registry import available_models
 
     try:
-        installed = sorted(available_models())
+        installed = sorted(available_models(task="vertebral_body_segmentation"))
     except ValueError:
         installed = []
     return ["auto", CT_BASELINE, *installed, BROWSE]
