@@ -9,6 +9,7 @@ import pytest
 from napari_vertebra import make_phantom, read_image
 from napari_vertebra.cli import main
 from napari_vertebra.core.instances import extract_instances
+from napari_vertebra.core.labels import level_id
 from napari_vertebra.core.levels import assign_levels
 from napari_vertebra.core.measure import COLUMNS, measure
 from napari_vertebra.core.morphometry import (
@@ -118,6 +119,16 @@ def test_region_votes_anchor_levels_at_the_thoracolumbar_junction():
     stained[tuple(l2[: len(l2) // 5].T)] = 1
     again = measure(semantic, spacing=phantom.image.spacing, region_map=stained).table
     assert again["level"].tolist() == table["level"].tolist()
+    # A junction body split 60/40 has no firm vote, so the firm votes tie between two places;
+    # its plain majority then places the junction, and the levels are flagged as uncertain.
+    split = regions.copy()
+    t12 = np.argwhere(truth == level_id("T12"))
+    split[tuple(t12[: len(t12) * 2 // 5].T)] = 2
+    weak = measure(semantic, spacing=phantom.image.spacing, region_map=split).table
+    assert weak["level"].tolist() == table["level"].tolist()
+    assert set(weak["level_source"]) == {"region"}
+    assert weak["qc_flags"].str.contains("level_uncertain").all()
+    assert (weak["confidence"] < table["confidence"]).all()
     # Votes that do not agree on one junction give no anchor: the levels stay assumed.
     muddled = np.where(truth > 0, np.where(truth % 2 == 0, 1, 2), 0)
     unsure = measure(semantic, spacing=phantom.image.spacing, region_map=muddled).table

@@ -22,7 +22,8 @@ SACRUM_SIZE_FACTOR = 1.8
 #: The same for a last component that touches the image border (a sacrum cut by the field).
 CUT_SACRUM_SIZE_FACTOR = 1.2
 #: Seed 004 gives each body one region class, removing "stains" of the other below 30 %; a body
-#: whose majority class covers less than 70 % of it gets no vote here.
+#: whose majority class covers less than 70 % of it gets no firm vote here (it still votes by
+#: plain majority when the firm votes alone place no junction, and the levels are then flagged).
 REGION_VOTE_SHARE = 0.7
 #: Share of the voting bodies that must agree with the thoracolumbar junction found.
 REGION_AGREEMENT = 0.8
@@ -35,6 +36,8 @@ class LevelAssignment:
     label: int
     source: str  # "given", "sacrum", "anchor", "top", "region", "assumed"
     confidence: float
+    #: The count rests on a weak source (levels assumed, or a junction found only by weak votes).
+    uncertain: bool = False
 
 
 def level_sequence(lumbar_count: int = 5, thoracic_count: int = 12) -> list[int]:
@@ -45,16 +48,26 @@ def level_sequence(lumbar_count: int = 5, thoracic_count: int = 12) -> list[int]
     return list(range(1, 8)) + thoracic + list(range(20, 20 + lumbar_count))
 
 
-def region_vote(values: np.ndarray) -> str | None:
-    """One body's region from its pixels' region classes (1 thoracic, 2 lumbar; seed 004)."""
+def lumbar_share(values: np.ndarray) -> float | None:
+    """Share of a body's region-classed pixels that are lumbar (1 thoracic, 2 lumbar; seed 004).
+
+    ``None`` when none of the pixels has a region class.
+    """
     values = np.asarray(values)
     values = values[(values == 1) | (values == 2)]
     if values.size == 0:
         return None
-    lumbar = float(np.mean(values == 2))
-    if lumbar >= REGION_VOTE_SHARE:
+    return float(np.mean(values == 2))
+
+
+def region_vote(share: float | None, threshold: float = REGION_VOTE_SHARE) -> str | None:
+    """A body's region vote from its :func:`lumbar_share`: the class holding at least
+    ``threshold`` of its pixels (0.5 or below: the plain majority), else ``None``."""
+    if share is None or share == 0.5:
+        return None
+    if share >= max(threshold, 0.5):
         return "lumbar"
-    if 1 - lumbar >= REGION_VOTE_SHARE:
+    if 1 - share >= max(threshold, 0.5):
         return "thoracic"
     return None
 
@@ -111,7 +124,7 @@ def assign_levels(
     shift: int = 0,
     lumbar_count: int = 5,
     thoracic_count: int = 12,
-    regions: Sequence[str | None] | None = None,
+    regions: Sequence[float | None] | None = None,
 ) -> list[LevelAssignment]:
     """Levels of the bodies (instances that are not the sacrum), cranial to caudal.
 
@@ -129,11 +142,13 @@ def assign_levels(
         Numbers of lumbar (5, or 6 with a transitional L6) and thoracic (12, or 13 with T13)
         vertebrae.
     regions
-        Per instance (aligned with ``instances``), ``"thoracic"``, ``"lumbar"`` or ``None``
-        (:func:`region_vote` of a model's region output): without a sacrum, an anchor or a top
-        level, the first lumbar body is L1 (:func:`thoracolumbar_junction`).
+        Per instance (aligned with ``instances``), the :func:`lumbar_share` of a model's region
+        output over it, or ``None``: without a sacrum, an anchor or a top level, the first
+        lumbar body is L1 (:func:`thoracolumbar_junction` of the firm votes (:func:`region_vote`);
+        failing that, of the plain-majority votes, and then the levels are marked uncertain).
     """
     sequence = level_sequence(lumbar_count, thoracic_count)
+    uncertain = False
     if regions is not None and len(regions) != len(instances):
         raise ValueError(f"{len(regions)} region votes for {len(instances)} instances")
     if top_level is None and anchor is None:
@@ -159,16 +174,11 @@ def assign_levels(
         start, source, base = sequence.index(level_id(top_level)), "top", 0.85
     elif instances[-1].is_sacrum:
         start, source, base = len(sequence) - n, "sacrum", 0.95
-    elif (
-        regions is not None
-        and (
-            junction := thoracolumbar_junction(
-                [r for r, i in zip(regions, instances, strict=True) if not i.is_sacrum]
-            )
-        )
-        is not None
-    ):
-        start, source, base = sequence.index(level_id("L1")) - junction, "region", 0.85
+    elif (found := _junction_from_regions(regions, instances)) is not None:
+        junction, firm = found
+        start, source = sequence.index(level_id("L1")) - junction, "region"
+        base = 0.85 if firm else 0.6
+        uncertain = not firm
     else:
         start, source, base = len(sequence) - n, "assumed", 0.3
     start += shift
@@ -188,5 +198,23 @@ def assign_levels(
         else:
             distance = k
         confidence = base if source == "given" else max(0.1, base - 0.02 * distance)
-        out.append(LevelAssignment(sequence[position], source, confidence))
+        out.append(
+            LevelAssignment(
+                sequence[position], source, confidence, uncertain or source == "assumed"
+            )
+        )
     return out
+
+
+def _junction_from_regions(
+    shares: Sequence[float | None] | None, instances: list[Instance]
+) -> tuple[int, bool] | None:
+    """Index of L1 among the bodies and whether firm votes alone placed it, or ``None``."""
+    if shares is None:
+        return None
+    body_shares = [s for s, i in zip(shares, instances, strict=True) if not i.is_sacrum]
+    for threshold, firm in ((REGION_VOTE_SHARE, True), (0.5, False)):
+        junction = thoracolumbar_junction([region_vote(s, threshold) for s in body_shares])
+        if junction is not None:
+            return junction, firm
+    return None

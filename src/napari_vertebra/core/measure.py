@@ -21,7 +21,7 @@ from .instances import extract_instances
 from .io import SpineIOError, read_image, write_table
 from .labels import SACRUM, level_name, to_verse
 from .landmarks import LANDMARK_NAMES, BodyGeometry, body_landmarks, geometry_from_landmarks
-from .levels import assign_levels, region_vote
+from .levels import assign_levels, lumbar_share, region_vote
 from .morphometry import (
     expected_heights,
     fracture_type,
@@ -274,7 +274,7 @@ def measure(
             raise ValueError(
                 f"region map {region_map.shape} is not on the labels' grid {label_image.shape}"
             )
-        regions = [region_vote(region_map[i.box][i.mask]) for i in instances]
+        regions = [lumbar_share(region_map[i.box][i.mask]) for i in instances]
     levels = assign_levels(
         instances,
         regions=regions,
@@ -285,9 +285,10 @@ def measure(
         thoracic_count=thoracic_count,
     )
     bodies = [i for i in instances if not i.is_sacrum]
-    votes = None
+    votes = shares = None
     if regions is not None:
-        votes = [r for r, i in zip(regions, instances, strict=True) if not i.is_sacrum]
+        shares = [r for r, i in zip(regions, instances, strict=True) if not i.is_sacrum]
+        votes = [region_vote(r) for r in shares]
     hints = spine_directions([b.centroid for b in bodies])
     rows, geometry, landmarks = [], {}, {}
     for body, level, hint in zip(bodies, levels, hints, strict=True):
@@ -299,7 +300,7 @@ def measure(
         except (ValueError, IndexError):
             geo = None
             flags.append("landmarks_failed")
-        if level.source == "assumed":
+        if level.uncertain:
             flags.append("level_uncertain")
         rows.append(
             {
@@ -342,6 +343,9 @@ def measure(
         "thoracic_count": thoracic_count,
         "regional_angle": list(regional_angle) if regional_angle else None,
         "region_votes": votes,
+        "region_lumbar_shares": (
+            None if shares is None else [None if v is None else round(v, 3) for v in shares]
+        ),
         "spacing_mm": [float(s) for s in spacing_mm],
         "labels": label_image.source.get("path"),
     }
