@@ -8,6 +8,9 @@
 - Radiograph models: the true lateral projection of the real CT ct-lumbar-totalseg (held out
   of all training), its bodies from body_disc_mask: whether L1–L5 get their levels.
 - CT models: the same CT itself, Dice against body_disc_mask label 1 and levels T12–L5.
+- Models with a fracture head (seed 004): its per-vertebra fracture_probability >= 0.5 against
+  the true grade >= 1. Fracture classifiers (seed 003): the same on the phantoms' true
+  vertebrae, and their probabilities on the real CT (reported; it has no fracture reference).
 
 Run: python benchmarks/evaluate_model.py MODEL [--phantoms 20] [--json OUT.json] [--write-card]
 (--write-card adds the figures, with this command, to the validation section of the model's card;
@@ -46,7 +49,9 @@ def evaluate_phantoms(model: str, count: int, modality: str) -> dict:
     from napari_vertebra.core.labels import level_name
 
     dices, correct, total, seconds = [], 0, 0, []
+    no_sacrum_correct = no_sacrum_total = 0
     tp = fn = tn = fp = 0
+    model_counts = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
     failures = []
     for child in np.random.SeedSequence(424242).spawn(count):
         phantom = make_phantom(modality, child)
@@ -66,12 +71,21 @@ def evaluate_phantoms(model: str, count: int, modality: str) -> dict:
         votes = level_votes(truth, predicted)
         correct += sum(int(v == k) for k, v in votes.items())
         total += len(votes)
+        if 26 not in truth:
+            no_sacrum_correct += sum(int(v == k) for k, v in votes.items())
+            no_sacrum_total += len(votes)
         rows = result.table.set_index("level")
         for vertebra in phantom.truth["vertebrae"]:
             voted = votes.get(int(vertebra["label"]), 0)
             name = level_name(voted) if voted else None
             if name is None or name not in rows.index:
                 continue
+            if "fracture_probability" in rows.columns:
+                _count(
+                    model_counts,
+                    vertebra["genant_grade"] >= 1,
+                    rows.loc[name, "fracture_probability"] >= 0.5,
+                )
             grade = rows.loc[name, "genant_grade"]
             if pd.isna(grade):  # not graded (end of the column, no reference)
                 continue
@@ -80,17 +94,76 @@ def evaluate_phantoms(model: str, count: int, modality: str) -> dict:
             fn += positive and not found
             fp += found and not positive
             tn += not found and not positive
-    return {
+    figures = {
         "phantoms": count,
         "dice_vertebral_body_median": round(float(np.median(dices)), 4),
         "dice_vertebral_body_mean": round(float(np.mean(dices)), 4),
         "levels_correct_percent": round(100 * correct / max(total, 1), 1),
+        "levels_correct_percent_without_sacrum": (
+            round(100 * no_sacrum_correct / no_sacrum_total, 1) if no_sacrum_total else None
+        ),
+        "vertebrae_without_sacrum": no_sacrum_total,
         "fracture_sensitivity": round(tp / max(tp + fn, 1), 3),
         "fracture_specificity": round(tn / max(tn + fp, 1), 3),
         "fracture_counts": {"tp": tp, "fn": fn, "tn": tn, "fp": fp},
         "failed_analyses": len(failures),
         "seconds_per_image_median": round(float(np.median(seconds)), 2) if seconds else None,
     }
+    if sum(model_counts.values()):
+        figures["fracture_head"] = _rates(model_counts)
+    return figures
+
+
+def _count(counts: dict, positive: bool, found: bool) -> None:
+    key = ("t" if positive == found else "f") + ("p" if found else "n")
+    counts[key] += 1
+
+
+def _rates(counts: dict) -> dict:
+    """Sensitivity and specificity (probability >= 0.5 against true grade >= 1) with counts."""
+    return {
+        "sensitivity": round(counts["tp"] / max(counts["tp"] + counts["fn"], 1), 3),
+        "specificity": round(counts["tn"] / max(counts["tn"] + counts["fp"], 1), 3),
+        "counts": dict(counts),
+    }
+
+
+def evaluate_classifier(model: str, count: int, modality: str) -> dict:
+    """A fracture classifier on held-out phantoms' true vertebrae (the measured grade not used)."""
+    from napari_vertebra import make_phantom
+    from napari_vertebra.core.segment.fracture import classify_vertebrae
+    from napari_vertebra.core.segment.registry import find_model
+
+    card = find_model(model)
+    counts = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
+    seconds = []
+    for child in np.random.SeedSequence(424242).spawn(count):
+        phantom = make_phantom(modality, child)
+        started = time.perf_counter()
+        found = classify_vertebrae(phantom.image, phantom.labels.array, card)
+        seconds.append(time.perf_counter() - started)
+        for vertebra in phantom.truth["vertebrae"]:
+            label = int(vertebra["label"])
+            if label in found:
+                _count(counts, vertebra["genant_grade"] >= 1, found[label] >= 0.5)
+    return {
+        "phantoms": count,
+        **_rates(counts),
+        "seconds_per_image_median": round(float(np.median(seconds)), 2),
+    }
+
+
+def evaluate_classifier_on_real_ct(model: str) -> dict:
+    """Probabilities on the real CT's true vertebrae, reported, not scored: there is no fracture
+    reference for it (its peer report gives heights only; L1 is 21 mm anterior, 27 mm posterior)."""
+    from napari_vertebra.core.labels import level_name
+    from napari_vertebra.core.segment.fracture import classify_vertebrae
+    from napari_vertebra.core.segment.registry import find_model
+
+    ct, bodies = _real_ct_bodies()
+    found = classify_vertebrae(ct, bodies.array, find_model(model))
+    named = {level_name(k): round(v, 3) for k, v in sorted(found.items())}
+    return {"probabilities": named, "flagged": [k for k, v in named.items() if v >= 0.5]}
 
 
 def _real_ct_bodies():
@@ -151,12 +224,20 @@ def main() -> None:
     from napari_vertebra.core.segment.registry import find_model
 
     card = find_model(args.model)
-    figures = {
-        "model": card.name,
-        "sha256": card.sha256,
-        "held_out_phantoms": evaluate_phantoms(args.model, args.phantoms, card.modality.lower()),
-    }
-    if card.modality == "XR":
+    figures = {"model": card.name, "sha256": card.sha256}
+    if card.task == "fracture_classification":
+        figures["held_out_phantoms"] = evaluate_classifier(
+            args.model, args.phantoms, card.modality.lower()
+        )
+        if card.modality == "CT":
+            figures["real_ct"] = evaluate_classifier_on_real_ct(args.model)
+    else:
+        figures["held_out_phantoms"] = evaluate_phantoms(
+            args.model, args.phantoms, card.modality.lower()
+        )
+    if card.task == "fracture_classification":
+        pass  # its real-CT probabilities are above
+    elif card.modality == "XR":
         figures["real_ct_lateral_projection"] = evaluate_real_projection(args.model)
     else:
         figures["real_ct"] = evaluate_real_ct(args.model)
