@@ -7,12 +7,16 @@ import numpy as np
 import pytest
 
 from napari_vertebra import make_phantom, segment
+from napari_vertebra.core.labels import level_id
 from napari_vertebra.core.metrics import dice, vertebral_bodies
 from napari_vertebra.core.segment.card import read_card, verify
+from napari_vertebra.core.segment.fracture import FRACTURE_TASK, classify_vertebrae
 from napari_vertebra.core.segment.registry import available_models
 
 BUNDLED = Path(str(resources.files("napari_vertebra"))) / "models"
 CARDS = sorted(BUNDLED.glob("*.json"))
+SEGMENTERS = [c for c in CARDS if read_card(c).task != FRACTURE_TASK]
+CLASSIFIERS = [c for c in CARDS if read_card(c).task == FRACTURE_TASK]
 
 
 def test_a_radiograph_model_is_bundled():
@@ -25,12 +29,15 @@ def test_bundled_card_matches_its_weights_and_states_its_figures(card_path):
     verify(card)  # SHA-256 of the weights against the card
     assert card.weights_path.stat().st_size < 16 * 2**20
     assert card.training_data and card.validation["command"].startswith("napari-vertebra train")
-    for key in ("held_out_phantoms", "dice_vertebral_body_model_grid"):
-        assert key in card.validation, key
+    assert "held_out_phantoms" in card.validation
+    if card.task == FRACTURE_TASK:
+        assert "sensitivity" in card.validation["held_out_phantoms"]
+    else:
+        assert "dice_vertebral_body_model_grid" in card.validation
     assert available_models()[card.name].sha256 == card.sha256
 
 
-@pytest.mark.parametrize("card_path", CARDS, ids=[c.stem for c in CARDS])
+@pytest.mark.parametrize("card_path", SEGMENTERS, ids=[c.stem for c in SEGMENTERS])
 def test_bundled_model_segments_a_held_out_phantom(card_path):
     card = read_card(card_path)
     phantom = make_phantom(card.modality.lower(), 987_654)
@@ -40,3 +47,17 @@ def test_bundled_model_segments_a_held_out_phantom(card_path):
     assert score > card.validation["held_out_phantoms"]["dice_vertebral_body_median"] - 0.1
     assert found.model["sha256"] == card.sha256
     assert np.isin(found.labels.array, [0, 1, 26]).all()
+
+
+@pytest.mark.parametrize("card_path", CLASSIFIERS, ids=[c.stem for c in CLASSIFIERS])
+def test_bundled_classifier_tells_a_crushed_body_from_its_normal_neighbours(card_path):
+    card = read_card(card_path)
+    phantom = make_phantom(
+        card.modality.lower(),
+        987_654,
+        levels=["T12", "L1", "L2", "L3", "L4"],
+        fractures={"L2": (3, "wedge")},
+    )
+    found = classify_vertebrae(phantom.image, phantom.labels.array, card)
+    fractured = found.pop(level_id("L2"))
+    assert fractured >= 0.5 and max(found.values()) < 0.5, (fractured, found)

@@ -434,8 +434,9 @@ def analyze(
         Called with (stage, fraction done).
     fracture_classifier
         Seed 003's per-vertebra classifier: ``"auto"`` (the first installed one for the
-        modality, if any), a model name or path, or ``None``. Its result is the column
-        ``slice_fracture_probability``, beside the grade measured from the heights.
+        modality, if any and if torch is installed), a model name or path, or ``None``. Its
+        result is the column ``slice_fracture_probability``, beside the grade measured from
+        the heights.
     **measure_options
         Passed to :func:`~napari_vertebra.core.measure.measure` (``top_level``, ``shift``,
         ``lumbar_count`` …).
@@ -519,6 +520,8 @@ def _fracture_classifier(choice, modality: str):
     if choice is None or str(choice).lower() == "none":
         return None
     if str(choice) == "auto":
+        if not _torch_available():
+            return None  # "auto" runs what can run; CT analysis itself needs no torch
         return default_classifier(modality)
     card = find_model(choice)
     if card.task != FRACTURE_TASK:
@@ -528,6 +531,15 @@ def _fracture_classifier(choice, modality: str):
             card.path or card.name, f"is a {card.modality} classifier; the input is {modality}"
         )
     return card
+
+
+def _torch_available() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _model_record(card) -> dict[str, Any]:
