@@ -214,9 +214,13 @@ def test_analyze_widget_on_the_real_ct(make_napari_viewer):
     widget = _dock(viewer, "Analyze spine")
     widget.image.value = image
     widget.model.value = "ct-baseline"
+    assert {"auto", "none", "ct-fracture-slices"} <= set(widget.fracture_classifier.choices)
+    widget.fracture_classifier.value = "ct-fracture-slices"
     widget.run()
     review = widget.review_layers
     labels = review.labels
+    assert widget.result.summary["fracture_classifier"]["name"] == "ct-fracture-slices"
+    assert labels.features["slice_fracture_probability"].iloc[:6].between(0, 1).all()
     assert isinstance(labels, napari.layers.Labels) and labels.ndim == 3
     assert np.allclose(labels.scale, (3.0, 3.0, 3.0))
     assert labels.features["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]

@@ -19,6 +19,32 @@ def model_choices(widget=None) -> list[str]:
     return ["auto", CT_BASELINE, *installed, BROWSE]
 
 
+def classifier_choices(widget=None) -> list[str]:
+    """``auto`` (the installed classifier of the image's modality), ``none``, then each
+    installed fracture classifier (seed 003) by name."""
+    from ...core.segment.fracture import FRACTURE_TASK
+    from ...core.segment.registry import available_models
+
+    try:
+        installed = sorted(available_models(task=FRACTURE_TASK))
+    except ValueError:
+        installed = []
+    return ["auto", "none", *installed]
+
+
+def classifier_field():
+    """The fracture-classifier field of the Analyze spine widget."""
+    from magicgui.widgets import ComboBox
+
+    return ComboBox(
+        name="fracture_classifier",
+        label="fracture classifier",
+        choices=classifier_choices,
+        value="auto",
+        tooltip="Seed 003's classifier: its probability is a column beside the measured grade",
+    )
+
+
 def device_choices(widget=None) -> list[str]:
     """``auto`` and the devices present here (CPU always; CUDA and MPS when torch finds them)."""
     choices = ["auto", "cpu"]

@@ -10,6 +10,7 @@ from ..review_layers import ReviewLayers
 from ._base import LEVEL_SETTINGS, StepWidget, layer_image, level_fields, level_options
 from ._models import (
     SEGMENTATION_SETTINGS,
+    classifier_field,
     offer_browse,
     segmentation_fields,
     segmentation_options,
@@ -25,13 +26,14 @@ class AnalyzeWidget(StepWidget):
         fields = [
             create_widget(annotation=napari.layers.Image, name="image", label="image"),
             *segmentation_fields(),
+            classifier_field(),
             *level_fields(),
         ]
         super().__init__(
             viewer,
             fields,
             "Analyze spine",
-            persist=(*SEGMENTATION_SETTINGS, *LEVEL_SETTINGS),
+            persist=(*SEGMENTATION_SETTINGS, "fracture_classifier", *LEVEL_SETTINGS),
         )
         offer_browse(self.model)
         self.result = None
@@ -44,7 +46,11 @@ class AnalyzeWidget(StepWidget):
         if layer is None:
             return
         image = layer_image(layer)
-        options = {**segmentation_options(self), **level_options(self)}
+        options = {
+            **segmentation_options(self),
+            **level_options(self),
+            "fracture_classifier": self.fracture_classifier.value,
+        }
 
         def work(progress):
             return analyze(image, progress=progress, **options)
