@@ -9,6 +9,7 @@ import pytest
 from napari_vertebra import make_phantom, segment
 from napari_vertebra.core.labels import level_id
 from napari_vertebra.core.metrics import dice, vertebral_bodies
+from napari_vertebra.core.pipeline import _default_radiograph_model
 from napari_vertebra.core.segment.card import read_card, verify
 from napari_vertebra.core.segment.fracture import FRACTURE_TASK, classify_vertebrae
 from napari_vertebra.core.segment.registry import available_models
@@ -19,8 +20,11 @@ SEGMENTERS = [c for c in CARDS if read_card(c).task != FRACTURE_TASK]
 CLASSIFIERS = [c for c in CARDS if read_card(c).task == FRACTURE_TASK]
 
 
-def test_a_radiograph_model_is_bundled():
+def test_a_radiograph_model_is_bundled_and_the_default_has_a_region_head():
     assert any(read_card(card).modality == "XR" for card in CARDS)
+    # Seed 004's region head lets levels be counted without the sacrum in view.
+    default = available_models()[_default_radiograph_model()]
+    assert default.modality == "XR" and "region" in default.heads
 
 
 @pytest.mark.parametrize("card_path", CARDS, ids=[c.stem for c in CARDS])

@@ -509,6 +509,9 @@ def test_analyze_widget_on_the_radiograph_uses_the_bundled_model(make_napari_vie
     assert labels.features["level"].tolist() == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S1"]
     graded = labels.features.set_index("level")["genant_grade"]
     assert int(graded["L1"]) >= 1 and int(graded["L3"]) == 0
+    # The default model's fracture head (seed 004) agrees with the grade from the heights.
+    believed = labels.features.set_index("level")["fracture_probability"]
+    assert believed["L1"] >= 0.5 and believed["L3"] < 0.5
     assert dice(vertebral_bodies(labels.data), vertebral_bodies(truth.data)) > 0.9
     assert len(review.landmarks.data) == 6 * 7
 

@@ -556,11 +556,24 @@ def _model_record(card) -> dict[str, Any]:
 
 
 def _default_radiograph_model() -> str:
-    from .segment.registry import USER_MODELS_VARIABLE, available_models
+    """User folders before the bundled models; within a folder, a model with a region head
+    (seed 004: levels even without the sacrum in view) before one without, then by name."""
+    from .segment.registry import USER_MODELS_VARIABLE, available_models, model_folders
 
-    for name, card in available_models(task="vertebral_body_segmentation").items():
-        if card.modality == "XR":
-            return name
+    folders = [folder.resolve() for _, folder in model_folders()]
+
+    def preference(card) -> tuple[int, bool, str]:
+        parent = card.path.resolve().parent if card.path else None
+        rank = folders.index(parent) if parent in folders else len(folders)
+        return rank, "region" not in card.heads, card.name
+
+    cards = [
+        card
+        for card in available_models(task="vertebral_body_segmentation").values()
+        if card.modality == "XR"
+    ]
+    if cards:
+        return min(cards, key=preference).name
     raise SpineIOError(
         "model",
         "no radiograph model is installed yet; give one with --model PATH (a model card or "
