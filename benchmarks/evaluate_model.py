@@ -98,6 +98,7 @@ def evaluate_phantoms(model: str, count: int, modality: str) -> dict:
         "phantoms": count,
         "dice_vertebral_body_median": round(float(np.median(dices)), 4),
         "dice_vertebral_body_mean": round(float(np.mean(dices)), 4),
+        "vertebrae": total,
         "levels_correct_percent": round(100 * correct / max(total, 1), 1),
         "levels_correct_percent_without_sacrum": (
             round(100 * no_sacrum_correct / no_sacrum_total, 1) if no_sacrum_total else None
