@@ -93,6 +93,15 @@ def test_levels_from_a_top_level_or_an_anchor_without_sacrum():
     assert all(lv.source == "assumed" and lv.confidence < 0.5 for lv in unsure)
 
 
+def test_a_mask_in_more_pieces_than_a_spine_has_levels_is_refused_plainly():
+    # 30 separate blocks in a column, as a broken segmentation gives: no level can be counted.
+    mask = np.zeros((30 * 12, 40), dtype=np.uint8)
+    for k in range(30):
+        mask[k * 12 + 2 : k * 12 + 10, 10:30] = 1
+    with pytest.raises(ValueError, match="30 separate vertebral bodies.*broken into pieces"):
+        measure(mask, spacing=(1.0, 1.0))
+
+
 def test_region_votes_anchor_levels_at_the_thoracolumbar_junction():
     # Seed 004's region output, drawn from the truth: T10-T12 thoracic, L1-L4 lumbar, no sacrum.
     phantom = make_phantom(

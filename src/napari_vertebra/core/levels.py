@@ -161,6 +161,12 @@ def assign_levels(
     n = len(bodies)
     if n == 0:
         return []
+    if n > len(sequence):
+        raise ValueError(
+            f"{n} separate vertebral bodies, more than the {len(sequence)} levels C1-"
+            f"{level_name(sequence[-1])} of a spine: the label map is probably broken into "
+            "pieces (check the segmentation)"
+        )
     given = [b.label for b in bodies]
     if anchor is None and all(given) and top_level is None:
         positions = [sequence.index(v) if v in sequence else None for v in given]
