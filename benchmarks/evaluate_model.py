@@ -222,11 +222,12 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--write-card", action="store_true", help="add the figures to the card")
     args = parser.parse_args()
+    from napari_vertebra.core.segment.card import FRACTURE_TASK
     from napari_vertebra.core.segment.registry import find_model
 
     card = find_model(args.model)
     figures = {"model": card.name, "sha256": card.sha256}
-    if card.task == "fracture_classification":
+    if card.task == FRACTURE_TASK:
         figures["held_out_phantoms"] = evaluate_classifier(
             args.model, args.phantoms, card.modality.lower()
         )
@@ -236,7 +237,7 @@ def main() -> None:
         figures["held_out_phantoms"] = evaluate_phantoms(
             args.model, args.phantoms, card.modality.lower()
         )
-    if card.task == "fracture_classification":
+    if card.task == FRACTURE_TASK:
         pass  # its real-CT probabilities are above
     elif card.modality == "XR":
         figures["real_ct_lateral_projection"] = evaluate_real_projection(args.model)

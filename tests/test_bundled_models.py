@@ -10,8 +10,8 @@ from napari_vertebra import make_phantom, segment
 from napari_vertebra.core.labels import level_id
 from napari_vertebra.core.metrics import dice, vertebral_bodies
 from napari_vertebra.core.pipeline import _default_radiograph_model
-from napari_vertebra.core.segment.card import read_card, verify
-from napari_vertebra.core.segment.fracture import FRACTURE_TASK, classify_vertebrae
+from napari_vertebra.core.segment.card import FRACTURE_TASK, read_card, verify
+from napari_vertebra.core.segment.fracture import classify_vertebrae
 from napari_vertebra.core.segment.registry import available_models
 
 BUNDLED = Path(str(resources.files("napari_vertebra"))) / "models"

@@ -366,11 +366,12 @@ def segment(
         details = {"parameters": dict(BASELINE_PARAMETERS)}
         device_used = "cpu"
     else:
+        from .segment.card import SEGMENTATION_TASK
         from .segment.inference import select_device
         from .segment.registry import find_model
 
         card = find_model(chosen)
-        if card.task != "vertebral_body_segmentation":
+        if card.task != SEGMENTATION_TASK:
             raise SpineIOError(
                 card.path or card.name,
                 f"is a {card.task.replace('_', ' ')} model, not a segmentation model",
@@ -514,15 +515,15 @@ def measure_segmentation(found: Segmentation, **measure_options: Any) -> Measure
 
 def _fracture_classifier(choice, modality: str):
     """The classifier card to run, or None (``"auto"`` with none installed, or ``None``)."""
-    from .segment.fracture import FRACTURE_TASK, default_classifier
-    from .segment.registry import find_model
+    from .segment.card import FRACTURE_TASK
+    from .segment.registry import default_model, find_model
 
     if choice is None or str(choice).lower() == "none":
         return None
     if str(choice) == "auto":
         if not _torch_available():
             return None  # "auto" runs what can run; CT analysis itself needs no torch
-        return default_classifier(modality)
+        return default_model(FRACTURE_TASK, modality)
     card = find_model(choice)
     if card.task != FRACTURE_TASK:
         raise SpineIOError(card.path or card.name, "is not a fracture classifier")
@@ -556,24 +557,12 @@ def _model_record(card) -> dict[str, Any]:
 
 
 def _default_radiograph_model() -> str:
-    """User folders before the bundled models; within a folder, a model with a region head
-    (seed 004: levels even without the sacrum in view) before one without, then by name."""
-    from .segment.registry import USER_MODELS_VARIABLE, available_models, model_folders
+    from .segment.card import SEGMENTATION_TASK
+    from .segment.registry import USER_MODELS_VARIABLE, default_model
 
-    folders = [folder.resolve() for _, folder in model_folders()]
-
-    def preference(card) -> tuple[int, bool, str]:
-        parent = card.path.resolve().parent if card.path else None
-        rank = folders.index(parent) if parent in folders else len(folders)
-        return rank, "region" not in card.heads, card.name
-
-    cards = [
-        card
-        for card in available_models(task="vertebral_body_segmentation").values()
-        if card.modality == "XR"
-    ]
-    if cards:
-        return min(cards, key=preference).name
+    card = default_model(SEGMENTATION_TASK, "XR")
+    if card is not None:
+        return card.name
     raise SpineIOError(
         "model",
         "no radiograph model is installed yet; give one with --model PATH (a model card or "

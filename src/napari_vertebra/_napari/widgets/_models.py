@@ -10,10 +10,11 @@ SEGMENTATION_SETTINGS = ("model", "device", "tta")
 def model_choices(widget=None) -> list[str]:
     """``auto``, the CT baseline, every installed model (user folder, bundled), then browse."""
     from ...core.pipeline import CT_BASELINE
+    from ...core.segment.card import SEGMENTATION_TASK
     from ...core.segment.registry import available_models
 
     try:
-        installed = sorted(available_models(task="vertebral_body_segmentation"))
+        installed = sorted(available_models(task=SEGMENTATION_TASK))
     except ValueError:
         installed = []
     return ["auto", CT_BASELINE, *installed, BROWSE]
@@ -22,7 +23,7 @@ def model_choices(widget=None) -> list[str]:
 def classifier_choices(widget=None) -> list[str]:
     """``auto`` (the installed classifier of the image's modality), ``none``, then each
     installed fracture classifier (seed 003) by name."""
-    from ...core.segment.fracture import FRACTURE_TASK
+    from ...core.segment.card import FRACTURE_TASK
     from ...core.segment.registry import available_models
 
     try:

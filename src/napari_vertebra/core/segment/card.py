@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 FORMAT_VERSION = 1
+#: Tasks a card can name: vertebral-body segmentation (the default), and seed 003's
+#: per-vertebra fracture classification.
+SEGMENTATION_TASK = "vertebral_body_segmentation"
+FRACTURE_TASK = "fracture_classification"
 #: Architectures :func:`~napari_vertebra.core.segment.nets.build_network` can build; kept here,
 #: free of torch, so that cards can be read and checked where torch is not installed.
 ARCHITECTURES = ("unet", "multitask_unet", "r2unet", "mdr2unet", "slice_classifier")
@@ -49,7 +53,7 @@ class ModelCard:
     classes: list[str]
     weights: str
     sha256: str
-    task: str = "vertebral_body_segmentation"
+    task: str = SEGMENTATION_TASK
     heads: dict[str, list[str]] = field(default_factory=dict)
     preprocessing: list[dict[str, Any]] = field(default_factory=list)
     input: dict[str, Any] = field(default_factory=dict)

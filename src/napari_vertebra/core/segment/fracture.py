@@ -5,10 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..image import SpineImage
-from .card import ModelCard
-
-#: The task named in the cards of fracture classifiers.
-FRACTURE_TASK = "fracture_classification"
+from .card import FRACTURE_TASK, ModelCard
 
 
 def classify_vertebrae(
@@ -40,13 +37,3 @@ def classify_vertebrae(
         float(options.get("shave_fraction", 0.2)),
     )
     return predict_vertebrae(get_network(card, device), windows, device)
-
-
-def default_classifier(modality: str) -> ModelCard | None:
-    """The first installed fracture classifier for ``modality`` (user folders first), if any."""
-    from .registry import available_models
-
-    for card in available_models(task=FRACTURE_TASK).values():
-        if card.modality == modality:
-            return card
-    return None

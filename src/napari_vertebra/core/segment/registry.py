@@ -53,6 +53,22 @@ def available_models(task: str | None = None) -> dict[str, ModelCard]:
     return found
 
 
+def default_model(task: str, modality: str) -> ModelCard | None:
+    """The model ``analyze`` uses when none is named: of ``task`` and ``modality``, from the
+    first folder holding one (user folders before the bundled models); within a folder, one
+    with more output heads first (seed 004's region head gives levels without the sacrum in
+    view), then by name. ``None`` when none is installed."""
+    folders = [folder.resolve() for _, folder in model_folders()]
+
+    def preference(card: ModelCard) -> tuple[int, int, str]:
+        parent = card.path.resolve().parent if card.path else None
+        rank = folders.index(parent) if parent in folders else len(folders)
+        return rank, -len(card.heads), card.name
+
+    cards = [c for c in available_models(task=task).values() if c.modality == modality]
+    return min(cards, key=preference) if cards else None
+
+
 def find_model(name_or_path: str | os.PathLike) -> ModelCard:
     """The card for a model name or a path (card, weights or folder with one card).
 

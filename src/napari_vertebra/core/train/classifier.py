@@ -15,21 +15,16 @@ and their projections can train it here; fractured and normal vertebrae are draw
 
 from __future__ import annotations
 
-import csv
-import json
-import time
 from collections.abc import Callable
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
-from ..io.atomic import atomic_path
 from ..labels import SACRUM
 from ..preprocess import preprocess
 from .augment import Augmentation, augment
+from .run import TrainingRun, open_run_folder
 from .sources import DataSpecError, pairs_from_spec
 
 #: Window side as a multiple of the body's cranio-caudal extent.
@@ -174,19 +169,11 @@ def train_classifier(config, progress: Progress | None = None, resume: bool = Fa
     import torch
     import torch.nn.functional as F
 
-    from ..segment.card import save_model
+    from ..segment.card import FRACTURE_TASK, save_model
     from ..segment.inference import select_device
     from ..segment.nets import build_network
 
-    out = Path(config.output)
-    checkpoint_path = out / "checkpoint.pt"
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise FileExistsError(
-            f"{out} already holds a run; pass resume to continue it, or choose another folder"
-        )
-    if resume and not checkpoint_path.is_file():
-        raise FileNotFoundError(f"{checkpoint_path}: no checkpoint to resume from")
-    out.mkdir(parents=True, exist_ok=True)
+    out = open_run_folder(config.output, resume)
     torch.manual_seed(config.seed)
     device = select_device(config.device)
     config.architecture = "slice_classifier"
@@ -195,8 +182,9 @@ def train_classifier(config, progress: Progress | None = None, resume: bool = Fa
     config.arguments = arguments
     network = build_network("slice_classifier", **arguments).to(device)
     preprocessing = config.model_preprocessing()
-    if not resume:
-        (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    fields = ["step", "train_loss", "val_sensitivity", "val_specificity"]
+    fields += ["val_balanced_accuracy", "images_per_second"]
+    run = TrainingRun(config, network, out, fields, resume)
     train_set = _examples(
         config.data, config.modality, preprocessing, config.seed, WINDOW_SIZE, progress
     )
@@ -208,68 +196,22 @@ def train_classifier(config, progress: Progress | None = None, resume: bool = Fa
         WINDOW_SIZE,
         progress,
     )
-    optimizer = torch.optim.AdamW(
-        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate, total_steps=config.steps, pct_start=0.1
-    )
-    step, best, best_state = 0, -1.0, None
-    if resume:
-        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        network.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        step, best, best_state = int(saved["step"]), float(saved["best"]), saved["best_model"]
-    metrics_path = out / "metrics.csv"
-    fields = ["step", "train_loss", "val_sensitivity", "val_specificity"]
-    fields += ["val_balanced_accuracy", "images_per_second"]
-    if not metrics_path.exists():
-        metrics_path.write_text(",".join(fields) + "\n")
     settings = Augmentation(**config.augmentation)
-    losses, seen, started = [], 0, time.perf_counter()
-    while step < config.steps:
-        rng = np.random.default_rng([config.seed, step])
+    while not run.done:
+        rng = run.rng()
         batch = [_draw(train_set, rng, settings) for _ in range(config.batch_size)]
         images = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)
         labels = torch.tensor([b[1] for b in batch], device=device)
         network.train()
         loss = F.binary_cross_entropy_with_logits(network(images), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        step += 1
-        seen += len(batch)
-        losses.append(float(loss.detach()))
+        due = run.optimise(loss, len(batch))
         if progress is not None:
-            progress("training", step, config.steps)
-        if step % config.evaluate_every == 0 or step == config.steps:
+            progress("training", run.step, config.steps)
+        if due:
             scores = _scores(network, val_set, device)
-            rate = seen / (time.perf_counter() - started)
-            row = [step, float(np.mean(losses)), *scores.values(), rate]
-            with open(metrics_path, "a", newline="") as handle:
-                cells = [f"{v:.5g}" if isinstance(v, float) else v for v in row]
-                csv.writer(handle).writerow(cells)
-            losses, seen, started = [], 0, time.perf_counter()
-            if scores["val_balanced_accuracy"] > best:
-                best = scores["val_balanced_accuracy"]
-                best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-            state = {
-                "model": network.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "step": step,
-                "best": best,
-                "best_model": best_state,
-            }
-            with atomic_path(checkpoint_path) as temporary:
-                torch.save(state, temporary)
-    network.load_state_dict(best_state)
-    if config.half_precision_weights:
-        network = network.half()
-    with open(metrics_path, newline="") as handle:
-        best_row = max(csv.DictReader(handle), key=lambda r: float(r["val_balanced_accuracy"]))
+            run.evaluated(scores, scores["val_balanced_accuracy"])
+    network = run.best_network()
+    best_row = max(run.history(), key=lambda r: float(r["val_balanced_accuracy"]))
     fractured = sum(e[1] for e in train_set)
     validation: dict[str, Any] = {
         "data": ", ".join(config.validation),
@@ -289,7 +231,7 @@ def train_classifier(config, progress: Progress | None = None, resume: bool = Fa
         architecture="slice_classifier",
         arguments=arguments,
         modality=config.modality,
-        task="fracture_classification",
+        task=FRACTURE_TASK,
         classes=["fracture"],
         preprocessing=preprocessing,
         input={

@@ -1,9 +1,10 @@
 """The training loop: data pool, augmentation, validation, curves, checkpoints, resume, card.
 
-A run folder holds ``config.json`` (what was asked), ``metrics.csv`` and ``curves.png`` (loss
-and validation Dice per evaluation), ``checkpoint.pt`` (the latest state, to resume; tensors only,
-read back with ``weights_only=True``) and, at the end, ``NAME.safetensors`` + ``NAME.json``: the
-best network by validation Dice with a card holding the validation figures and the command.
+A run folder (:mod:`.run`) holds ``config.json``, ``metrics.csv``, ``checkpoint.pt``, here also
+``curves.png`` (loss and validation figures per evaluation) and, at the end,
+``NAME.safetensors`` + ``NAME.json``: the best network by validation score (body Dice; for the
+multitask model, its mean with the heads' accuracies) with a card holding the validation
+figures and the command.
 
 Training pairs are read (or, for phantoms and projections, generated) when the run starts and
 kept on the model grid in memory; every step draws random crops from them and augments them
@@ -13,10 +14,8 @@ kept on the model grid in memory; every step draws random crops from them and au
 from __future__ import annotations
 
 import csv
-import json
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from ..io.atomic import atomic_path
 from ..metrics import dice
 from ..preprocess import sagittal_stack
 from .augment import Augmentation, augment, random_crop
+from .run import TrainingRun, open_run_folder
 from .sources import pairs_from_spec
 from .targets import IGNORE, MULTITASK_HEADS, SEGMENTATION_HEADS, Pair, head_targets, to_model_grid
 
@@ -385,53 +385,22 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
     from ..segment.card import save_model
     from ..segment.inference import select_device
 
-    out = Path(config.output)
-    checkpoint_path = out / "checkpoint.pt"
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise FileExistsError(
-            f"{out} already holds a run; pass resume to continue it, or choose another folder"
-        )
-    if resume and not checkpoint_path.is_file():
-        raise FileNotFoundError(f"{checkpoint_path}: no checkpoint to resume from")
-    out.mkdir(parents=True, exist_ok=True)
+    out = open_run_folder(config.output, resume)
     torch.manual_seed(config.seed)
     device = select_device(config.device)
     network, start_note = _build(config)
     network = network.to(device)
-    if not resume:
-        (out / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
-
-    train_pool = _pool(config.data, config, config.seed, progress)
-    val_pool = _pool(config.validation, config, config.seed + 7_919, progress)
-    optimizer = torch.optim.AdamW(
-        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate, total_steps=config.steps, pct_start=0.1
-    )
-    step, best, best_state = 0, -1.0, None
-    metrics_path = out / "metrics.csv"
-    if resume:
-        saved = torch.load(checkpoint_path, map_location="cpu", weights_only=True)
-        network.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
-        step, best = int(saved["step"]), float(saved["best"])
-        best_state = saved["best_model"]
     heads = heads_of(config.architecture)
     fields = ["step", "train_loss", "val_dice_body", "val_dice_sacrum"]
     if "region" in heads:
         fields += ["val_region_accuracy", "val_fracture_balanced_accuracy"]
     fields.append("images_per_second")
-    if not metrics_path.exists():
-        metrics_path.write_text(",".join(fields) + "\n")
+    run = TrainingRun(config, network, out, fields, resume)
 
-    losses: list[float] = []
-    started = time.perf_counter()
-    seen = 0
-    while step < config.steps:
-        # The data of a step depends only on (seed, step): a resumed run draws what it would have.
-        rng = np.random.default_rng([config.seed, step])
+    train_pool = _pool(config.data, config, config.seed, progress)
+    val_pool = _pool(config.validation, config, config.seed + 7_919, progress)
+    while not run.done:
+        rng = run.rng()
         batch = [_draw(train_pool, config, rng) for _ in range(config.batch_size)]
         images = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)
         details = np.stack([b[1] for b in batch])
@@ -441,45 +410,18 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
             _loss(outputs[head], torch.from_numpy(head_targets(details, head)).to(device))
             for head in heads
         )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        step += 1
-        seen += len(batch)
-        losses.append(float(loss.detach()))
+        due = run.optimise(loss, len(batch))
         if progress is not None:
-            progress("training", step, config.steps)
-        if step % config.evaluate_every == 0 or step == config.steps:
+            progress("training", run.step, config.steps)
+        if due:
             scores = evaluate(network, val_pool, config, device)
-            rate = seen / (time.perf_counter() - started)
-            row = [step, float(np.mean(losses)), *scores.values(), rate]
-            with open(metrics_path, "a", newline="") as handle:
-                cells = [f"{v:.5g}" if isinstance(v, float) else v for v in row]
-                csv.writer(handle).writerow(cells)
-            losses, seen, started = [], 0, time.perf_counter()
-            if _selection_score(scores) > best:
-                best = _selection_score(scores)
-                best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-            state = {
-                "model": network.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(),
-                "step": step,
-                "best": best,
-                "best_model": best_state,
-            }
-            with atomic_path(checkpoint_path) as temporary:
-                torch.save(state, temporary)
-            plot_curves(metrics_path, out / "curves.png")
+            run.evaluated(scores, _selection_score(scores))
+            plot_curves(run.metrics_path, out / "curves.png")
 
-    network.load_state_dict(best_state)
-    if config.half_precision_weights:
-        network = network.half()
-    with open(metrics_path, newline="") as handle:
-        history = list(csv.DictReader(handle))
+    network = run.best_network()
     best_row = max(
-        history, key=lambda r: _selection_score({k: float(v) for k, v in r.items() if k in fields})
+        run.history(),
+        key=lambda r: _selection_score({k: float(v) for k, v in r.items() if k in fields}),
     )
     preprocessing = config.model_preprocessing()
     input_options: dict[str, Any] = {"tile": 512, "overlap": 0.25}
