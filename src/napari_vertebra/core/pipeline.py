@@ -157,7 +157,7 @@ def _segment_learned(
     """Label map (1 body, 26 sacrum), body probability, provenance details and the extra head
     outputs (:func:`_head_maps`) on the image grid from a model."""
     from .preprocess import preprocess, sagittal_stack
-    from .segment.inference import probability_forward, tiled_predict
+    from .segment.inference import probability_forward, split_heads, tiled_predict
     from .segment.registry import get_network
 
     if card.modality != image.modality:
@@ -208,10 +208,7 @@ def _segment_learned(
     probabilities = prepared.to_source(probabilities, order=1)
     maps: dict[str, np.ndarray] = {}
     if heads:
-        by_head, first = {}, 0
-        for name, classes in heads.items():
-            by_head[name] = probabilities[first : first + len(classes)]
-            first += len(classes)
+        by_head = split_heads(probabilities, heads)
         probabilities = by_head[options.get("head", next(iter(heads)))]
         maps = _head_maps(by_head, heads)
     body = probabilities[body_index].sum(axis=0)

@@ -179,6 +179,12 @@ def _resize(array: np.ndarray, shape: tuple[int, ...], order: int) -> np.ndarray
     return out.astype(np.float32, copy=False)
 
 
+def resize_labels(labels: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """A label map resized to ``shape`` by nearest neighbour (values kept exactly), on the same
+    pixel-centre convention as the images' resizing."""
+    return _resize(np.asarray(labels), tuple(shape), order=0)
+
+
 def letterbox(
     array: np.ndarray, size: int | Sequence[int], order: int = 1
 ) -> tuple[np.ndarray, Letterbox]:

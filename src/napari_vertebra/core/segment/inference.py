@@ -193,3 +193,15 @@ def probability_forward(
         return result / (1 + len(flip_axes))
 
     return forward
+
+
+def split_heads(
+    probabilities: np.ndarray, heads: dict[str, Sequence[str]]
+) -> dict[str, np.ndarray]:
+    """Undo :func:`probability_forward`'s concatenation: each head's channels, by head name
+    (``heads``: name -> classes, in the order they were concatenated)."""
+    by_head, first = {}, 0
+    for name, classes in heads.items():
+        by_head[name] = probabilities[first : first + len(classes)]
+        first += len(classes)
+    return by_head

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..labels import SACRUM
-from ..preprocess import preprocess
+from ..preprocess import preprocess, resize_labels
 from .augment import Augmentation, augment
 from .run import TrainingRun, open_run_folder
 from .sources import DataSpecError, pairs_from_spec
@@ -91,9 +91,8 @@ def vertebra_windows(
 
 
 def model_grid_bodies(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Labels resized (nearest neighbour) onto the model grid of the preprocessed image."""
-    factors = np.array(shape) / np.array(labels.shape)
-    return ndimage.zoom(labels, factors, order=0, grid_mode=True, mode="grid-constant")
+    """Labels resized (nearest neighbour) onto the model grid of the resampled image."""
+    return resize_labels(labels, shape)
 
 
 def _examples(specs, modality, preprocessing, seed, size, progress):
@@ -118,9 +117,14 @@ def _examples(specs, modality, preprocessing, seed, size, progress):
     return examples
 
 
-def _draw(examples, rng, settings: Augmentation):
-    fractured = rng.random() < 0.5
-    pool = [e for e in examples if e[1] == fractured] or examples
+def _by_status(examples) -> dict[bool, list]:
+    """Fractured and normal examples apart (each falls back to all when it has none)."""
+    return {s: [e for e in examples if e[1] == s] or examples for s in (True, False)}
+
+
+def _draw(by_status: dict[bool, list], rng, settings: Augmentation):
+    # Fractured and normal vertebrae equally often: fractures are rare in the data.
+    pool = by_status[bool(rng.random() < 0.5)]
     windows, label, _ = pool[rng.integers(len(pool))]
     window = windows[rng.integers(len(windows))]
     image, mask = augment(window[:1], (window[1] > 0.5).astype(np.int64), rng, settings)
@@ -197,9 +201,10 @@ def train_classifier(config, progress: Progress | None = None, resume: bool = Fa
         progress,
     )
     settings = Augmentation(**config.augmentation)
+    by_status = _by_status(train_set)
     while not run.done:
         rng = run.rng()
-        batch = [_draw(train_set, rng, settings) for _ in range(config.batch_size)]
+        batch = [_draw(by_status, rng, settings) for _ in range(config.batch_size)]
         images = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)
         labels = torch.tensor([b[1] for b in batch], device=device)
         network.train()

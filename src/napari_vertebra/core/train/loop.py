@@ -120,8 +120,8 @@ def heads_of(architecture: str) -> dict[str, tuple[str, ...]]:
     return dict(MULTITASK_HEADS if architecture == "multitask_unet" else SEGMENTATION_HEADS)
 
 
-#: Head whose classes give the bodies and the sacrum, per head set.
 def body_head(heads: dict[str, Any]) -> str:
+    """The head whose classes give the bodies and the sacrum."""
     return "region" if "region" in heads else "segmentation"
 
 
@@ -187,7 +187,7 @@ def predict_pair(network, pair: Pair, config: TrainConfig, device: str) -> dict[
     """Each head's class map of a whole pair on the model grid (every sagittal slice of a CT)."""
     import torch
 
-    from ..segment.inference import tiled_predict
+    from ..segment.inference import split_heads, tiled_predict
 
     heads = heads_of(config.architecture)
 
@@ -196,11 +196,7 @@ def predict_pair(network, pair: Pair, config: TrainConfig, device: str) -> dict[
         return torch.cat([out[head].softmax(dim=1) for head in heads], dim=1)
 
     def split(probabilities: np.ndarray) -> dict[str, np.ndarray]:
-        maps, first = {}, 0
-        for head, classes in heads.items():
-            maps[head] = probabilities[first : first + len(classes)].argmax(axis=0)
-            first += len(classes)
-        return maps
+        return {h: p.argmax(axis=0) for h, p in split_heads(probabilities, heads).items()}
 
     network.eval()
     with torch.inference_mode():

@@ -49,6 +49,7 @@ def _body_code(region_code: int, fracture_code: int) -> int:
 
 
 def _lookup(head: str) -> np.ndarray:
+    """Detail code -> the class ``head`` learns (:data:`IGNORE` where it has no truth)."""
     table = np.full(_CODES, IGNORE, dtype=np.int64)
     table[0] = 0
     if head == "segmentation":
@@ -56,15 +57,10 @@ def _lookup(head: str) -> np.ndarray:
         table[_SACRUM_CODE] = 2
         return table
     table[_SACRUM_CODE] = 3
+    classes = {"region": {_THORACIC: 1, _LUMBAR: 2}, "fracture": {_FRACTURED: 1, _NORMAL: 2}}[head]
     for r in range(3):
         for f in range(3):
-            known = r if head == "region" else f
-            if head == "region":
-                table[_body_code(r, f)] = {_THORACIC: 1, _LUMBAR: 2}.get(known, IGNORE)
-            elif head == "fracture":
-                table[_body_code(r, f)] = {_FRACTURED: 1, _NORMAL: 2}.get(known, IGNORE)
-            else:
-                raise ValueError(f"unknown head {head!r} (segmentation, region, fracture)")
+            table[_body_code(r, f)] = classes.get(r if head == "region" else f, IGNORE)
     return table
 
 
