@@ -186,7 +186,7 @@ def assign_levels(
         base = 0.85 if firm else 0.6
         uncertain = not firm
     else:
-        start, source, base = len(sequence) - n, "assumed", 0.3
+        start, source, base, uncertain = len(sequence) - n, "assumed", 0.3, True
     start += shift
     out = []
     for k in range(n):
@@ -204,11 +204,7 @@ def assign_levels(
         else:
             distance = k
         confidence = base if source == "given" else max(0.1, base - 0.02 * distance)
-        out.append(
-            LevelAssignment(
-                sequence[position], source, confidence, uncertain or source == "assumed"
-            )
-        )
+        out.append(LevelAssignment(sequence[position], source, confidence, uncertain))
     return out
 
 
