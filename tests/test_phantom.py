@@ -260,3 +260,66 @@ def test_cervical_levels_make_a_twenty_vertebra_column():
     assert max(heights[f"C{i}"] for i in (5, 6, 7)) < min(heights[f"L{i}"] for i in range(1, 6))
     with pytest.raises(ValueError, match="between C3 and L5"):
         make_phantom("xr", 3, levels=["C2", "C3"])
+
+
+@pytest.fixture(scope="module")
+def trunk():
+    levels = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+    return make_phantom("ct", 3, surroundings="abdomen", levels=levels, with_sacrum=True)
+
+
+def _lateral_bone(phantom, rows):
+    """Bone voxels (> 300 HU) outside every vertebra, more than 60 mm left or right of the
+    spine's midline, within ``rows`` of the volume."""
+    hu, vertebrae = phantom.image.array, phantom.vertebrae.array
+    spine_w = np.argwhere(phantom.labels.array > 0)[:, 2].mean()
+    w_mm = (np.arange(hu.shape[2]) - spine_w) * phantom.image.spacing[2]
+    lateral = np.abs(w_mm) > 60
+    bone = (hu[rows] > 300) & (vertebrae[rows] == 0)
+    return int(bone[:, :, lateral].sum())
+
+
+def test_abdomen_surroundings_add_trunk_gas_ribs_and_pelvis(trunk):
+    from scipy import ndimage
+
+    hu, labels = trunk.image.array, trunk.labels.array
+    spacing = np.asarray(trunk.image.spacing)
+    assert trunk.truth["parameters"]["surroundings"] == "abdomen"
+    assert np.all((spacing >= 1.5) & (spacing <= 3.0))  # a routine abdominal CT
+    assert hu.shape[2] * spacing[2] >= 240  # the whole trunk from flank to flank
+    present = set(np.unique(labels)) - {0}
+    assert present == {level_id(n) for n in ("T11", "T12", "L1", "L2", "L3", "L4", "L5")} | {26}
+    # Bowel gas inside the trunk, not only the air around it.
+    trunk_mask = np.stack([ndimage.binary_fill_holes(s > -500) for s in hu])
+    assert ((hu < -800) & trunk_mask).sum() * spacing.prod() > 1000  # mm³
+    # Ribs beside T11-T12 and iliac wings beside L5 and the sacrum: unlabelled lateral bone.
+    rows_of = {k: np.argwhere(labels == level_id(k))[:, 0] for k in ("T11", "T12", "L5")}
+    thoracic = slice(rows_of["T11"].min(), rows_of["T12"].max() + 1)
+    pelvic = slice(rows_of["L5"].min(), hu.shape[0])
+    assert _lateral_bone(trunk, thoracic) > 20
+    assert _lateral_bone(trunk, pelvic) > 200
+
+
+def test_spine_phantoms_have_no_ribs_and_abdomen_is_ct_only():
+    lumbar = _ct(4, levels=["L1", "L2", "L3", "L4", "L5"], with_sacrum=True)
+    assert lumbar.truth["parameters"]["surroundings"] == "spine"
+    assert _lateral_bone(lumbar, slice(None)) == 0
+    with pytest.raises(ValueError, match="CT phantoms only"):
+        make_phantom("xr", 0, surroundings="abdomen")
+    with pytest.raises(ValueError, match="surroundings"):
+        make_phantom("ct", 0, surroundings="pelvis")
+
+
+def test_cli_writes_abdomen_phantoms_and_refuses_them_for_radiographs(tmp_path, capsys):
+    out = tmp_path / "trunks"
+    args = ["phantom", "--modality", "ct", "--seed", "1", "--spacing", "3", "-o", str(out)]
+    assert main([*args, "--surroundings", "abdomen"]) == 0
+    (case,) = sorted(out.iterdir())
+    image = read_image(case / "image.nii.gz")
+    truth = json.loads((case / "truth.json").read_text())
+    assert truth["parameters"]["surroundings"] == "abdomen"
+    assert image.shape[2] * image.spacing[2] >= 240
+    bad = ["phantom", "--modality", "xr", "--surroundings", "abdomen", "-o", str(tmp_path / "x")]
+    assert main(bad) == 1
+    assert "CT phantoms only" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

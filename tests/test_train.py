@@ -123,6 +123,21 @@ def test_data_specs_are_checked():
         pairs_from_spec("phantom-xr:many", 0)
 
 
+def test_trunk_phantoms_project_to_wide_films_without_extra_soft_tissue():
+    # drr:SPEC reads its CTs with the run seed + 1.
+    (ct,) = [sample.image for sample in pairs_from_spec("phantom-ct-abdomen:1", 6)]
+    width = ct.shape[2] * ct.spacing[2]
+    assert width >= 240
+    films = list(pairs_from_spec("drr:phantom-ct-abdomen:1@3", 5))
+    assert len(films) == 3
+    for image, bodies, _ in films:
+        geometry = image.source["drr_geometry"]
+        # A trunk CT is widened to about 400 mm at most, not 3 times as spine crops are.
+        assert 1.0 <= geometry["soft_tissue_scale"] <= max(400 / width, 1.0)
+        assert image.modality == "XR" and image.ndim == 2
+        assert (bodies.array > 0).any()
+
+
 def test_training_writes_curves_checkpoint_and_a_verified_card(tmp_path):
     card = train(_config(tmp_path))
     run = tmp_path / "tiny"

@@ -40,6 +40,8 @@ def _phantom(args: argparse.Namespace) -> int:
         options["fracture_type"] = args.fracture_type
     if args.fracture_rate is not None:
         options["fracture_rate"] = args.fracture_rate
+    if args.surroundings is not None:
+        options["surroundings"] = args.surroundings
     written = generate_phantoms(
         args.modality,
         args.n,
@@ -282,6 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="probability that a body is fractured (default 0.2)",
     )
+    phantom.add_argument(
+        "--surroundings",
+        choices=("spine", "abdomen"),
+        default=None,
+        help="CT only: spine (tight field of view, default) or abdomen (the whole trunk with "
+        "bowel gas, ribs and pelvis, 1.5-3 mm voxels)",
+    )
     phantom.add_argument("--overwrite", action="store_true", help="replace existing case folders")
     phantom.set_defaults(func=_phantom)
 
@@ -332,9 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser(
         "train",
         help="train a vertebral-body segmentation model",
-        description="Data specs: phantom-xr:N, phantom-ct:N, folder:PATH (images/ + masks/), "
-        "verse:PATH (VerSe CT + vertebra masks), drr:SPEC[@K] (K lateral projections of each "
-        "CT of another spec, e.g. drr:phantom-ct:20@2). Writes config.json, metrics.csv, "
+        description="Data specs: phantom-xr:N, phantom-ct:N, phantom-ct-abdomen:N, "
+        "folder:PATH (images/ + masks/), verse:PATH (VerSe CT + vertebra masks), "
+        "drr:SPEC[@K] (K lateral projections of each CT of another spec, e.g. "
+        "drr:phantom-ct:20@2). Writes config.json, metrics.csv, "
         "curves.png, checkpoint.pt and NAME.safetensors + NAME.json into the output folder.",
     )
     tr.add_argument("-o", "--output", required=True, help="run folder (new, or --resume)")

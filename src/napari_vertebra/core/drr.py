@@ -77,10 +77,13 @@ class ProjectionGeometry:
     gas_blobs: int = 0
 
     @classmethod
-    def random(cls, rng: np.random.Generator) -> ProjectionGeometry:
+    def random(
+        cls, rng: np.random.Generator, max_soft_tissue_scale: float = 3.0
+    ) -> ProjectionGeometry:
         """A plausible lateral spine film: beam within ±6° axially and ±4° coronally,
         magnification 1.05–1.25, kVp from 70 to 100 (bone contrast 1.0–1.8), a patient up to
-        three times as wide as the CT, up to 4 gas shadows, blur up to that of 3 mm slices."""
+        ``max_soft_tissue_scale`` times as wide as the CT, up to 4 gas shadows, blur up to that
+        of 3 mm slices."""
         return cls(
             axial_rotation_deg=float(rng.uniform(-6, 6)),
             coronal_tilt_deg=float(rng.uniform(-4, 4)),
@@ -91,7 +94,7 @@ class ProjectionGeometry:
             gamma=float(rng.uniform(0.7, 1.4)),
             blur_mm=float(rng.uniform(0.2, 2.0)),
             noise=float(rng.uniform(0.005, 0.03)),
-            soft_tissue_scale=float(rng.uniform(1.0, 3.0)),
+            soft_tissue_scale=float(rng.uniform(1.0, max(max_soft_tissue_scale, 1.0))),
             gas_blobs=int(rng.integers(0, 5)),
         )
 

@@ -16,6 +16,7 @@ from ..io.errors import SpineIOError
 from ..io.nifti import write_nifti
 from ..labels import level_id, level_name
 from ..landmarks import LANDMARK_NAMES
+from .abdomen import Abdomen
 from .anatomy import (
     FRACTURE_TYPES,
     PHANTOM_LEVELS,
@@ -64,6 +65,7 @@ def make_phantom(
     lateral_curvature_deg: float | None = None,
     patient_scale: float | None = None,
     crop_top: bool | None = None,
+    surroundings: Literal["spine", "abdomen"] = "spine",
 ) -> Phantom:
     """Render one synthetic spine with exact ground truth.
 
@@ -91,6 +93,11 @@ def make_phantom(
         Size factor of all bodies (0.85-1.15 by default).
     crop_top
         Let the field of view cut through the top vertebra (radiographs; 25 % by default).
+    surroundings
+        CT only. ``"spine"``: a field of view cropped around the spine, soft tissue around it.
+        ``"abdomen"``: the whole trunk section with its wall, viscera, bowel gas, ribs, iliac
+        wings and table (:mod:`.abdomen`), at a coarser clinical spacing by default (1.5–3 mm),
+        as in a routine abdominal CT.
 
     Returns
     -------
@@ -104,6 +111,10 @@ def make_phantom(
     seq = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     rng = np.random.default_rng(seq)
     is_ct = modality == "CT"
+    if surroundings not in ("spine", "abdomen"):
+        raise ValueError(f"surroundings must be 'spine' or 'abdomen', got {surroundings!r}")
+    if surroundings == "abdomen" and not is_ct:
+        raise ValueError("surroundings='abdomen' applies to CT phantoms only")
     if levels is None:
         level_ids, default_sacrum = _levels_for(rng, modality)
     else:
@@ -149,7 +160,11 @@ def make_phantom(
     }
     spine = sample_spine(rng, level_ids, with_sacrum, fracture_ids, **params)
     ndim = 3 if is_ct else 2
-    if spacing is None:
+    abdomen = Abdomen.sample(rng) if surroundings == "abdomen" else None
+    if spacing is None and abdomen is not None:
+        step = rng.uniform(1.5, 3.0)
+        spacing_mm = np.array([rng.uniform(step, 3.0), step, step])
+    elif spacing is None:
         step = rng.uniform(0.25, 0.35)
         spacing_mm = (
             np.array([rng.uniform(1.0, 1.5), *(2 * [rng.uniform(0.7, 0.95)])])
@@ -161,8 +176,10 @@ def make_phantom(
     if crop_top is None:
         crop_top = (not is_ct) and rng.random() < 0.25
     grid = _field_of_view(spine, spacing_mm, rng, is_ct, bool(crop_top))
+    if abdomen is not None:
+        grid = _widen_to_trunk(grid, spine, abdomen, rng)
     if is_ct:
-        data, bodies, vertebrae = render_ct(spine, grid, rng)
+        data, bodies, vertebrae = render_ct(spine, grid, rng, abdomen)
     else:
         data, bodies, vertebrae = render_radiograph(spine, grid, rng)
     codes = ("I", "P", "L")[:ndim]
@@ -176,6 +193,7 @@ def make_phantom(
             "spacing_mm": [float(s) for s in spacing_mm],
             "crop_top": bool(crop_top),
             "fracture_rate": fracture_rate,
+            **({"surroundings": surroundings} if is_ct else {}),
         }
     )
     truth = _truth(spine, grid, modality, params)
@@ -211,6 +229,23 @@ def _field_of_view(
         low[0] = first.to_world(0, -first.hm / 2 + rng.uniform(0.2, 0.6) * first.hm)[0]
     shape = tuple(int(np.ceil((high[k] - low[k]) / spacing[k])) + 1 for k in range(ndim))
     return Grid(origin=low, spacing=spacing, shape=shape)
+
+
+def _widen_to_trunk(grid: Grid, spine: Spine, abdomen: Abdomen, rng: np.random.Generator) -> Grid:
+    """The spine's field of view, widened in v and w to the whole trunk section (a scan's
+    field of view sometimes clips the flanks) and taller: 10–40 mm above, and below 10–40 mm or,
+    when L5 is in view, 30–110 mm into the pelvis."""
+    low, high = abdomen.extent(spine)
+    margin = rng.uniform(-0.08, 0.08, size=2) * (high - low) + 5.0
+    start = np.array(grid.origin, float)
+    stop = start + (np.array(grid.shape) - 1) * grid.spacing
+    start[1:] = np.minimum(start[1:], low - margin)
+    stop[1:] = np.maximum(stop[1:], high + margin)
+    start[0] -= rng.uniform(10, 40)
+    # An abdominal scan that reaches L5 usually goes on down through the pelvis.
+    stop[0] += rng.uniform(30, 110) if spine.bodies[-1].level == "L5" else rng.uniform(10, 40)
+    shape = tuple(int(np.ceil((stop[k] - start[k]) / grid.spacing[k])) + 1 for k in range(3))
+    return Grid(origin=start, spacing=grid.spacing, shape=shape)
 
 
 def _truth(spine: Spine, grid: Grid, modality: str, params: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..labels import SACRUM
+from .abdomen import Abdomen, paint_abdomen, paint_ribs_and_pelvis
 from .anatomy import Body, Spine
 from .shapes import (
     body_chord,
@@ -143,26 +144,22 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float
     return field / (field.std() + 1e-6)
 
 
-def render_ct(spine: Spine, grid: Grid, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """CT volume in HU (int16) plus body and whole-vertebra labels."""
+def render_ct(
+    spine: Spine, grid: Grid, rng: np.random.Generator, abdomen: Abdomen | None = None
+) -> tuple[np.ndarray, ...]:
+    """CT volume in HU (int16) plus body and whole-vertebra labels; with ``abdomen``, the trunk,
+    viscera, ribs and pelvis around the spine (:mod:`.abdomen`), otherwise soft tissue only."""
     bodies, vertebrae, tissue = paint_labels(spine, grid)
     spacing = grid.spacing
     hu = np.full(grid.shape, -1000.0, np.float32)
-    # Soft tissue up to a curved skin line behind the spinous processes; fat under the skin.
-    points_v = grid.origin[1] + np.arange(grid.shape[1]) * spacing[1]
-    points_w = grid.origin[2] + np.arange(grid.shape[2]) * spacing[2]
-    back = max(
-        float((b.to_world(b.depth / 2 + b.canal_depth + 5 + b.spinous_length, 0))[1])
-        for b in spine.bodies
-    ) + rng.uniform(25, 45)
-    skin = back - 0.004 * points_w[None, :] ** 2
-    depth_below_skin = skin - points_v[:, None]
-    fat = rng.uniform(8, 20)
-    body_wall = np.where(
-        depth_below_skin < 0, -1000.0, np.where(depth_below_skin < fat, -95.0, 45.0)
-    ).astype(np.float32)
-    hu[:] = body_wall[None, :, :]
+    if abdomen is not None:
+        axes = [grid.origin[k] + np.arange(grid.shape[k]) * spacing[k] for k in range(3)]
+        paint_abdomen(hu, spine, abdomen, axes, rng)
+    else:
+        _paint_soft_tissue(hu, spine, grid, rng)
     _paint_aorta(hu, spine, grid, rng)
+    if abdomen is not None:
+        paint_ribs_and_pelvis(hu, spine, abdomen, axes, rng)
     hu[tissue["canal"]] = 12.0
     hu[tissue["disc"]] = 85.0
     texture = _smooth_noise(rng, grid.shape, sigma=1.2 / float(spacing.min()))
@@ -184,6 +181,24 @@ def render_ct(spine: Spine, grid: Grid, rng: np.random.Generator) -> tuple[np.nd
     hu = ndimage.gaussian_filter(hu, sigma=0.45 / (spacing / spacing.min()))
     hu += rng.normal(0.0, rng.uniform(8, 25), size=hu.shape).astype(np.float32)
     return np.clip(np.round(hu), -1024, 3071).astype(np.int16), bodies, vertebrae
+
+
+def _paint_soft_tissue(hu: np.ndarray, spine: Spine, grid: Grid, rng: np.random.Generator) -> None:
+    """The tight field of view: soft tissue everywhere in front of the skin of the back."""
+    # Soft tissue up to a curved skin line behind the spinous processes; fat under the skin.
+    points_v = grid.origin[1] + np.arange(grid.shape[1]) * grid.spacing[1]
+    points_w = grid.origin[2] + np.arange(grid.shape[2]) * grid.spacing[2]
+    back = max(
+        float((b.to_world(b.depth / 2 + b.canal_depth + 5 + b.spinous_length, 0))[1])
+        for b in spine.bodies
+    ) + rng.uniform(25, 45)
+    skin = back - 0.004 * points_w[None, :] ** 2
+    depth_below_skin = skin - points_v[:, None]
+    fat = rng.uniform(8, 20)
+    body_wall = np.where(
+        depth_below_skin < 0, -1000.0, np.where(depth_below_skin < fat, -95.0, 45.0)
+    ).astype(np.float32)
+    hu[:] = body_wall[None, :, :]
 
 
 def _paint_aorta(hu: np.ndarray, spine: Spine, grid: Grid, rng: np.random.Generator) -> None:

@@ -10,6 +10,8 @@ measurements use.
 Spec strings (the ``--data`` option of ``napari-vertebra train``):
 
 - ``phantom-xr:N`` / ``phantom-ct:N``: N phantoms generated on the fly (seeds from the run seed);
+- ``phantom-ct-abdomen:N``: CT phantoms in their whole trunk (wall, viscera, bowel gas, ribs,
+  pelvis; 1.5–3 mm voxels), whose projections look like a real abdominal lateral film;
 - ``folder:PATH``: ``PATH/images/NAME.*`` with ``PATH/masks/NAME.*`` (PNG/TIFF/DICOM/NIfTI;
   masks semantic, 1 = body, 26 = sacrum, or VerSe-ID instances);
 - ``verse:PATH``: a VerSe-format dataset, ``*_ct.nii.gz`` with ``*_msk.nii.gz`` of the same
@@ -122,12 +124,13 @@ def verse_pairs(folder: str | Path) -> Iterator[Sample]:
         yield Sample(ct, bodies_of(labels))
 
 
-def phantom_pairs(modality: str, count: int, seed: int) -> Iterator[Sample]:
-    """``count`` phantoms of ``modality`` from seeds derived from ``seed``."""
+def phantom_pairs(modality: str, count: int, seed: int, **options) -> Iterator[Sample]:
+    """``count`` phantoms of ``modality`` from seeds derived from ``seed`` (``options`` go to
+    :func:`~napari_vertebra.core.phantom.make_phantom`)."""
     from ..phantom import make_phantom
 
     for child in np.random.SeedSequence(seed).spawn(count):
-        phantom = make_phantom(modality, child)
+        phantom = make_phantom(modality, child, **options)
         fractured = frozenset(
             int(v["label"]) for v in phantom.truth["vertebrae"] if v["genant_grade"] >= 1
         )
@@ -140,20 +143,27 @@ def drr_pairs(cts: Iterator[Sample], seed: int, per_ct: int = 1) -> Iterator[Sam
 
     rng = np.random.default_rng(seed)
     for ct, bodies, fractured in cts:
+        # A CT cropped around the spine (narrower than 200 mm) lacks most of the patient's soft
+        # tissue: up to 3 times its attenuation stands for it. A trunk CT already holds the
+        # patient; its soft tissue is scaled up to about 400 mm of width at most.
+        width = ct.shape[2] * float(ct.spacing[2])
+        widest = 3.0 if width < 200.0 else float(np.clip(400.0 / width, 1.0, 3.0))
         for _ in range(per_ct):
-            projection = lateral_projection(ct, bodies, ProjectionGeometry.random(rng), rng)
+            geometry = ProjectionGeometry.random(rng, max_soft_tissue_scale=widest)
+            projection = lateral_projection(ct, bodies, geometry, rng)
             yield Sample(*projection, fractured)
 
 
 def pairs_from_spec(spec: str, seed: int) -> Iterator[Sample]:
     """The pairs a ``--data`` spec names (see the module docstring)."""
     kind, _, rest = spec.partition(":")
-    if kind in ("phantom-xr", "phantom-ct"):
+    if kind in ("phantom-xr", "phantom-ct", "phantom-ct-abdomen"):
         try:
             count = int(rest)
         except ValueError:
             raise DataSpecError(f"{spec}: give the number of phantoms, e.g. {kind}:200") from None
-        return phantom_pairs(kind.split("-")[1], count, seed)
+        options = {"surroundings": "abdomen"} if kind.endswith("abdomen") else {}
+        return phantom_pairs(kind.split("-")[1], count, seed, **options)
     if kind == "folder":
         return folder_pairs(rest)
     if kind == "verse":
@@ -164,6 +174,7 @@ def pairs_from_spec(spec: str, seed: int) -> Iterator[Sample]:
             inner, per = rest, "1"
         return drr_pairs(pairs_from_spec(inner, seed + 1), seed, per_ct=int(per))
     raise DataSpecError(
-        f"{spec}: unknown data source {kind!r} (phantom-xr:N, phantom-ct:N, folder:PATH, "
+        f"{spec}: unknown data source {kind!r} (phantom-xr:N, phantom-ct:N, "
+        "phantom-ct-abdomen:N, folder:PATH, "
         "verse:PATH, drr:SPEC)"
     )
