@@ -12,7 +12,12 @@
   the true grade >= 1. Fracture classifiers (seed 003): the same on the phantoms' true
   vertebrae, and their probabilities on the real CT (reported; it has no fracture reference).
 
-Run: python benchmarks/evaluate_model.py MODEL [--phantoms 20] [--json OUT.json] [--write-card]
+- With ``--trunk-phantoms N``: the same figures on N held-out whole-trunk CT phantoms
+  (``surroundings="abdomen"``), for radiograph models their lateral projections with random
+  geometry (seed 424242).
+
+Run: python benchmarks/evaluate_model.py MODEL [--phantoms 20] [--trunk-phantoms 0]
+[--json OUT.json] [--write-card]
 (--write-card adds the figures, with this command, to the validation section of the model's card;
 the weights and their SHA-256 are not touched).
 """
@@ -44,8 +49,29 @@ def level_votes(truth: np.ndarray, predicted: np.ndarray) -> dict[int, int]:
     return out
 
 
-def evaluate_phantoms(model: str, count: int, modality: str) -> dict:
-    from napari_vertebra import analyze, make_phantom
+def held_out_cases(count: int, modality: str, trunk: bool = False):
+    """(image, body labels, truth) of held-out phantoms; ``trunk``: whole-trunk CT phantoms, and
+    for a radiograph model their lateral projections with random geometry."""
+    from napari_vertebra import make_phantom
+    from napari_vertebra.core.drr import ProjectionGeometry, lateral_projection
+
+    rng = np.random.default_rng(424242)
+    for child in np.random.SeedSequence(424242).spawn(count):
+        if not trunk:
+            phantom = make_phantom(modality, child)
+            yield phantom.image, phantom.labels, phantom.truth
+            continue
+        phantom = make_phantom("ct", child, surroundings="abdomen")
+        if modality == "ct":
+            yield phantom.image, phantom.labels, phantom.truth
+            continue
+        geometry = ProjectionGeometry.random(rng, max_soft_tissue_scale=1.0)
+        image, labels = lateral_projection(phantom.image, phantom.labels, geometry, rng)
+        yield image, labels, phantom.truth
+
+
+def evaluate_phantoms(model: str, count: int, modality: str, trunk: bool = False) -> dict:
+    from napari_vertebra import analyze
     from napari_vertebra.core.labels import level_name
 
     dices, correct, total, seconds = [], 0, 0, []
@@ -53,12 +79,11 @@ def evaluate_phantoms(model: str, count: int, modality: str) -> dict:
     tp = fn = tn = fp = 0
     model_counts = {"tp": 0, "fn": 0, "tn": 0, "fp": 0}
     failures = []
-    for child in np.random.SeedSequence(424242).spawn(count):
-        phantom = make_phantom(modality, child)
-        truth = phantom.labels.array
+    for image, labels, phantom_truth in held_out_cases(count, modality, trunk):
+        truth = labels.array
         started = time.perf_counter()
         try:
-            result = analyze(phantom.image, model=model)
+            result = analyze(image, model=model)
         except ValueError as error:
             failures.append(str(error))
             bodies = [v for v in np.unique(truth) if v not in (0, 26)]
@@ -75,7 +100,7 @@ def evaluate_phantoms(model: str, count: int, modality: str) -> dict:
             no_sacrum_correct += sum(int(v == k) for k, v in votes.items())
             no_sacrum_total += len(votes)
         rows = result.table.set_index("level")
-        for vertebra in phantom.truth["vertebrae"]:
+        for vertebra in phantom_truth["vertebrae"]:
             voted = votes.get(int(vertebra["label"]), 0)
             name = level_name(voted) if voted else None
             if name is None or name not in rows.index:
@@ -219,6 +244,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="model name or card path")
     parser.add_argument("--phantoms", type=int, default=20)
+    parser.add_argument(
+        "--trunk-phantoms",
+        type=int,
+        default=0,
+        help="also N whole-trunk CT phantoms (surroundings='abdomen'; projected for radiograph "
+        "models, with no extra soft tissue)",
+    )
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--write-card", action="store_true", help="add the figures to the card")
     args = parser.parse_args()
@@ -237,6 +269,11 @@ def main() -> None:
         figures["held_out_phantoms"] = evaluate_phantoms(
             args.model, args.phantoms, card.modality.lower()
         )
+        if args.trunk_phantoms:
+            key = "held_out_trunk_projections" if card.modality == "XR" else "held_out_trunk_cts"
+            figures[key] = evaluate_phantoms(
+                args.model, args.trunk_phantoms, card.modality.lower(), trunk=True
+            )
     if card.task == FRACTURE_TASK:
         pass  # its real-CT probabilities are above
     elif card.modality == "XR":
