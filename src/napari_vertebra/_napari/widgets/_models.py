@@ -7,30 +7,30 @@ BROWSE = "Browse for a model file…"
 SEGMENTATION_SETTINGS = ("model", "device", "tta")
 
 
+def _installed(task: str) -> list[str]:
+    """Names of the installed models of ``task`` (none when a model folder is unreadable)."""
+    from ...core.segment.registry import available_models
+
+    try:
+        return sorted(available_models(task=task))
+    except ValueError:
+        return []
+
+
 def model_choices(widget=None) -> list[str]:
     """``auto``, the CT baseline, every installed model (user folder, bundled), then browse."""
     from ...core.pipeline import CT_BASELINE
     from ...core.segment.card import SEGMENTATION_TASK
-    from ...core.segment.registry import available_models
 
-    try:
-        installed = sorted(available_models(task=SEGMENTATION_TASK))
-    except ValueError:
-        installed = []
-    return ["auto", CT_BASELINE, *installed, BROWSE]
+    return ["auto", CT_BASELINE, *_installed(SEGMENTATION_TASK), BROWSE]
 
 
 def classifier_choices(widget=None) -> list[str]:
     """``auto`` (the installed classifier of the image's modality), ``none``, then each
     installed fracture classifier (seed 003) by name."""
     from ...core.segment.card import FRACTURE_TASK
-    from ...core.segment.registry import available_models
 
-    try:
-        installed = sorted(available_models(task=FRACTURE_TASK))
-    except ValueError:
-        installed = []
-    return ["auto", "none", *installed]
+    return ["auto", "none", *_installed(FRACTURE_TASK)]
 
 
 def classifier_field():

@@ -14,12 +14,16 @@ below −900 HU, rib and iliac cortex 500–700 HU); they are plausible, not fit
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from ..labels import level_id
 from .anatomy import Spine
+
+if TYPE_CHECKING:  # render imports this module
+    from .render import Grid
 
 
 @dataclass(frozen=True)
@@ -62,9 +66,7 @@ class Abdomen:
 
 def _back_line(spine: Spine, abdomen: Abdomen) -> tuple[np.ndarray, np.ndarray]:
     """(u, v) of the skin of the back behind each vertebra, cranial to caudal."""
-    tips = np.array(
-        [b.to_world(b.depth / 2 + b.canal_depth + 5 + b.spinous_length, 0) for b in spine.bodies]
-    )
+    tips = np.array([b.spinous_tip() for b in spine.bodies])
     order = np.argsort(tips[:, 0])
     return tips[order, 0], tips[order, 1] + abdomen.back_offset
 
@@ -86,15 +88,12 @@ def _level_position(spine: Spine):
     return position
 
 
-def paint_abdomen(
-    hu: np.ndarray, spine: Spine, abdomen: Abdomen, axes: list[np.ndarray], rng
-) -> None:
-    """Fill ``hu`` (air everywhere before) with the trunk, its wall and its viscera.
-
-    ``axes`` are the model-mm coordinates of the grid along u, v and w.
-    """
+def paint_abdomen(hu: np.ndarray, spine: Spine, abdomen: Abdomen, grid: Grid, rng) -> None:
+    """Fill ``hu`` (air everywhere before, on ``grid``) with the trunk, its wall and its
+    viscera."""
+    axes = grid.axes
     u, v, w = axes
-    spacing = np.array([abs(a[1] - a[0]) if len(a) > 1 else 1.0 for a in axes])
+    spacing = np.asarray(grid.spacing, float)
     back_u, back_v = _back_line(spine, abdomen)
     back = np.interp(u, back_u, back_v)[:, None, None]
     # Slightly wider towards the pelvis: 0.9 at the top of the field to 1.1 at the bottom.
@@ -183,13 +182,12 @@ def _paint_gas(hu, cavity, spine_v, depth, axes, count: int, rng) -> None:
         hu[pocket] = -950.0
 
 
-def paint_ribs_and_pelvis(
-    hu: np.ndarray, spine: Spine, abdomen: Abdomen, axes: list[np.ndarray], rng
-) -> None:
+def paint_ribs_and_pelvis(hu: np.ndarray, spine: Spine, abdomen: Abdomen, grid: Grid, rng) -> None:
     """Bone around the spine that is not labelled: ribs of the thoracic levels in view, the iliac
     wings and hip joints beside L5 and the sacrum, and the CT table."""
+    axes = grid.axes
     u, v, w = axes
-    spacing = np.array([abs(a[1] - a[0]) if len(a) > 1 else 1.0 for a in axes])
+    spacing = np.asarray(grid.spacing, float)
     seeds = np.zeros(hu.shape, bool)
     back_u, back_v = _back_line(spine, abdomen)
     for body in spine.bodies:
@@ -198,7 +196,7 @@ def paint_ribs_and_pelvis(
         floating = body.label >= level_id("T11")
         for side in (-1, 1):
             path = _rib_path(body, side, abdomen, back_u, back_v, floating)
-            index = np.round((path - [a[0] for a in axes]) / spacing).astype(int)
+            index = np.round((path - grid.origin) / spacing).astype(int)
             keep = np.all((index >= 0) & (index < hu.shape), axis=1)
             seeds[tuple(index[keep].T)] = True
     if seeds.any():

@@ -92,6 +92,11 @@ class Body:
     def to_world(self, x: float, y: float, z: float = 0.0) -> np.ndarray:
         return self.center + x * self.e_ap + y * self.e_cc + z * self.e_lr
 
+    def spinous_tip(self) -> np.ndarray:
+        """Model point just behind the tip of the spinous process (where the back's skin
+        lines of the renderers start)."""
+        return self.to_world(self.depth / 2 + self.canal_depth + 5 + self.spinous_length, 0)
+
     def landmarks(self) -> dict[str, np.ndarray]:
         """The six endplate landmarks in model mm (3D)."""
         half = self.depth / 2

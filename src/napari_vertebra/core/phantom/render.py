@@ -46,6 +46,11 @@ class Grid:
             return None
         return tuple(slice(int(a), int(b)) for a, b in zip(low, high, strict=True))
 
+    @property
+    def axes(self) -> list[np.ndarray]:
+        """Model coordinates (mm) of the grid points along each axis."""
+        return [self.origin[k] + np.arange(n) * self.spacing[k] for k, n in enumerate(self.shape)]
+
     def points(self, box: tuple[slice, ...]) -> np.ndarray:
         """Model coordinates (3 components, w = 0 in 2D) of the grid points in ``box``."""
         axes = [
@@ -153,13 +158,12 @@ def render_ct(
     spacing = grid.spacing
     hu = np.full(grid.shape, -1000.0, np.float32)
     if abdomen is not None:
-        axes = [grid.origin[k] + np.arange(grid.shape[k]) * spacing[k] for k in range(3)]
-        paint_abdomen(hu, spine, abdomen, axes, rng)
+        paint_abdomen(hu, spine, abdomen, grid, rng)
     else:
         _paint_soft_tissue(hu, spine, grid, rng)
     _paint_aorta(hu, spine, grid, rng)
     if abdomen is not None:
-        paint_ribs_and_pelvis(hu, spine, abdomen, axes, rng)
+        paint_ribs_and_pelvis(hu, spine, abdomen, grid, rng)
     hu[tissue["canal"]] = 12.0
     hu[tissue["disc"]] = 85.0
     texture = _smooth_noise(rng, grid.shape, sigma=1.2 / float(spacing.min()))
@@ -186,12 +190,8 @@ def render_ct(
 def _paint_soft_tissue(hu: np.ndarray, spine: Spine, grid: Grid, rng: np.random.Generator) -> None:
     """The tight field of view: soft tissue everywhere in front of the skin of the back."""
     # Soft tissue up to a curved skin line behind the spinous processes; fat under the skin.
-    points_v = grid.origin[1] + np.arange(grid.shape[1]) * grid.spacing[1]
-    points_w = grid.origin[2] + np.arange(grid.shape[2]) * grid.spacing[2]
-    back = max(
-        float((b.to_world(b.depth / 2 + b.canal_depth + 5 + b.spinous_length, 0))[1])
-        for b in spine.bodies
-    ) + rng.uniform(25, 45)
+    _, points_v, points_w = grid.axes
+    back = max(float(b.spinous_tip()[1]) for b in spine.bodies) + rng.uniform(25, 45)
     skin = back - 0.004 * points_w[None, :] ** 2
     depth_below_skin = skin - points_v[:, None]
     fat = rng.uniform(8, 20)
@@ -211,9 +211,7 @@ def _paint_aorta(hu: np.ndarray, spine: Spine, grid: Grid, rng: np.random.Genera
     )
     if len(centers) < 2:
         return
-    u_axis = grid.origin[0] + np.arange(grid.shape[0]) * grid.spacing[0]
-    v_axis = grid.origin[1] + np.arange(grid.shape[1]) * grid.spacing[1]
-    w_axis = grid.origin[2] + np.arange(grid.shape[2]) * grid.spacing[2]
+    u_axis, v_axis, w_axis = grid.axes
     order = np.argsort(centers[:, 0])
     cu = centers[order, 0]
     for i, u in enumerate(u_axis):
@@ -233,14 +231,10 @@ def render_radiograph(spine: Spine, grid: Grid, rng: np.random.Generator) -> tup
     """
     bodies, vertebrae, tissue = paint_labels(spine, grid)
     spacing = grid.spacing
-    u = grid.origin[0] + np.arange(grid.shape[0]) * spacing[0]
-    v = grid.origin[1] + np.arange(grid.shape[1]) * spacing[1]
+    u, v = grid.axes
     # Attenuation in arbitrary units per mm of path: soft tissue 1, trabecular bone about 2.5-4,
     # cortical bone 8 (ratios typical of diagnostic X-ray energies).
-    back = max(
-        float(b.to_world(b.depth / 2 + b.canal_depth + 5 + b.spinous_length, 0)[1])
-        for b in spine.bodies
-    ) + rng.uniform(20, 40)
+    back = max(float(b.spinous_tip()[1]) for b in spine.bodies) + rng.uniform(20, 40)
     front = min(float(b.center[1]) for b in spine.bodies) - rng.uniform(150, 220)
     center, radius = 0.5 * (back + front), 0.5 * (back - front)
     chord = 2 * np.sqrt(np.clip(1 - ((v - center) / radius) ** 2, 0, None)) * rng.uniform(150, 190)
