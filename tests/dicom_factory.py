@@ -103,3 +103,70 @@ def ct_series(
         ds.SeriesInstanceUID = uid
         paths.append(write(ds, folder / f"slice{k:03d}.dcm"))
     return paths
+
+
+def phantom_ct_series(image, folder: Path) -> list[Path]:
+    """A CT phantom (canonical I, P, L; HU) as an axial DICOM series, one file per slice.
+
+    Canonical axis 0 runs head to feet, so slice k lies at z = -k * spacing; rows run
+    posterior (+Y), columns to the patient's left (+X): ImageOrientationPatient 1\\0\\0\\0\\1\\0.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    series_uid, study_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    step, row_mm, column_mm = image.spacing
+    paths = []
+    for k in range(image.shape[0]):
+        pixels = np.clip(np.round(image.array[k] + 1024), 0, 4095).astype(np.uint16)
+        ds = radiograph_dataset(
+            pixels,
+            modality="CT",
+            bits_stored=12,
+            PixelSpacing=[row_mm, column_mm],
+            ImageOrientationPatient=[1, 0, 0, 0, 1, 0],
+            ImagePositionPatient=[0.0, 0.0, -step * k],
+            RescaleSlope=1,
+            RescaleIntercept=-1024,
+            SliceThickness=step,
+            InstanceNumber=k + 1,
+            FrameOfReferenceUID=frame_uid,
+            SeriesNumber=1,
+            StudyID="1",
+            AccessionNumber="",
+            ReferringPhysicianName="",
+            PatientBirthDate="",
+            PatientSex="O",
+            StudyDate="20260101",
+            StudyTime="120000",
+            Manufacturer="napari-vertebra tests",
+        )
+        ds.SOPClassUID = CTImageStorage
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.SeriesInstanceUID = series_uid
+        ds.StudyInstanceUID = study_uid
+        paths.append(write(ds, folder / f"slice{k:03d}.dcm"))
+    return paths
+
+
+def phantom_radiograph(image, path: Path) -> Path:
+    """A radiograph phantom (canonical I, P) as a DX file: rows run to the feet, columns
+    posterior (PatientOrientation P\\F)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = image.array.astype(float)
+    low, high = float(array.min()), float(array.max())
+    pixels = np.round((array - low) / max(high - low, 1e-6) * 4095).astype(np.uint16)
+    ds = radiograph_dataset(
+        pixels,
+        PixelSpacing=list(image.spacing),
+        PatientOrientation=["P", "F"],
+        SeriesNumber=1,
+        InstanceNumber=1,
+        StudyID="1",
+        AccessionNumber="",
+        ReferringPhysicianName="",
+        PatientBirthDate="",
+        PatientSex="O",
+        StudyDate="20260101",
+        StudyTime="120000",
+        Manufacturer="napari-vertebra tests",
+    )
+    return write(ds, path)

@@ -4,6 +4,7 @@ Subcommands:
   phantom   write synthetic spine phantoms with exact ground truth
   measure   levels, landmarks, heights, VCR/VC and Genant grade from a label map
   analyze   segment an image, then level and measure it (labels, table, landmarks, summary)
+  batch     analyze every study in a folder (resumable, parallel with Dask, reports, DICOM)
   train     train a vertebral-body model (phantoms, projections of CTs, folders, VerSe)
   info      print the geometry napari-vertebra reads from a file or DICOM folder
   view      open files (or a bundled sample) in napari with the plugin
@@ -55,31 +56,28 @@ def _phantom(args: argparse.Namespace) -> int:
     return 0
 
 
-def _level_options(args: argparse.Namespace) -> dict:
-    """Level-counting options shared by ``measure`` and ``analyze``."""
-    anchor = None
-    if args.anchor:
-        index, _, name = args.anchor.partition(":")
-        anchor = (int(index) - 1, name)
-    return {
-        "top_level": args.top_level,
-        "anchor": anchor,
-        "shift": args.shift,
-        "lumbar_count": args.lumbar_count,
-        "thoracic_count": args.thoracic_count,
-    }
-
-
 def _add_level_options(parser: argparse.ArgumentParser) -> None:
+    """Level and grading options of ``measure``, ``analyze`` and ``batch`` (unset ones come
+    from ``--pipeline`` or the defaults)."""
+    quiet = argparse.SUPPRESS
     parser.add_argument(
-        "--top-level", default=None, help="level of the most cranial body, e.g. T11"
+        "--top-level", default=quiet, help="level of the most cranial body, e.g. T11"
     )
     parser.add_argument(
-        "--anchor", default=None, help="INDEX:LEVEL, e.g. 3:L1 (the third body from the top is L1)"
+        "--anchor", default=quiet, help="INDEX:LEVEL, e.g. 3:L1 (the third body from the top is L1)"
     )
-    parser.add_argument("--shift", type=int, default=0, help="shift all levels by K")
-    parser.add_argument("--lumbar-count", type=int, default=5, choices=(4, 5, 6))
-    parser.add_argument("--thoracic-count", type=int, default=12, choices=(11, 12, 13))
+    parser.add_argument("--shift", type=int, default=quiet, help="shift all levels by K")
+    parser.add_argument(
+        "--lumbar-count", type=int, default=quiet, choices=(4, 5, 6), help="default 5"
+    )
+    parser.add_argument(
+        "--thoracic-count", type=int, default=quiet, choices=(11, 12, 13), help="default 12"
+    )
+    parser.add_argument(
+        "--grade-thresholds",
+        default=quiet,
+        help="height losses (percent) where Genant grades 1, 2 and 3 begin (default 20,25,40)",
+    )
 
 
 def _measure(args: argparse.Namespace) -> int:
@@ -92,7 +90,7 @@ def _measure(args: argparse.Namespace) -> int:
         scheme=args.scheme,
         body_mask=args.body_mask,
         whole_vertebrae=args.whole_vertebrae or None,
-        **_level_options(args),
+        **_settings(args).measure_options(),
     )
     paths = write_measurement(result, args.output, overwrite=args.overwrite)
     _print_rows(result.table)
@@ -113,29 +111,143 @@ def _print_rows(table) -> None:
         )
 
 
+def _settings(args: argparse.Namespace):
+    """Analysis settings: the ``--pipeline`` file's, then every option given on the line."""
+    from .core.pipeline_file import PipelineSettings, load_pipeline, parse_anchor
+
+    pipeline = getattr(args, "pipeline", None)
+    settings = load_pipeline(pipeline) if pipeline else PipelineSettings()
+    if pipeline:
+        settings.check_models(source=pipeline)
+    given = {
+        name: getattr(args, name)
+        for name in (
+            "model",
+            "device",
+            "tta",
+            "spacing",
+            "fracture_classifier",
+            "top_level",
+            "shift",
+            "lumbar_count",
+            "thoracic_count",
+        )
+        if hasattr(args, name)
+    }
+    if hasattr(args, "anchor"):
+        given["anchor"] = parse_anchor(args.anchor)
+    if hasattr(args, "grade_thresholds"):
+        given["grade_thresholds"] = _percentages(args.grade_thresholds)
+    return settings.replace(**given)
+
+
+def _percentages(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) / 100 for v in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--grade-thresholds takes three percentages, e.g. 20,25,40; got {text!r}"
+        ) from None
+
+
+def _add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """Options of ``analyze`` and ``batch``; unset ones come from ``--pipeline`` or defaults."""
+    quiet = argparse.SUPPRESS
+    parser.add_argument(
+        "--pipeline",
+        default=None,
+        help="pipeline file (YAML or JSON) with every analysis setting; options given here "
+        "override it",
+    )
+    parser.add_argument(
+        "--model",
+        default=quiet,
+        help="model name or path to a model card/weights; 'ct-baseline' for the non-learned "
+        "CT method (default auto: CT baseline for CT, the installed radiograph model otherwise)",
+    )
+    parser.add_argument(
+        "--device",
+        default=quiet,
+        help="auto (CUDA, then MPS, then CPU; default), cpu, cuda, cuda:N, mps",
+    )
+    parser.add_argument(
+        "--tta", action="store_true", default=quiet, help="flip test-time augmentation"
+    )
+    parser.add_argument(
+        "--fracture-classifier",
+        default=quiet,
+        help="seed 003 per-vertebra classifier: auto (an installed one for the modality; "
+        "default), a model name or card, or none",
+    )
+    parser.add_argument("--spacing", type=float, default=quiet, help="pixel spacing in mm")
+    _add_level_options(parser)
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from .core.pipeline import analyze
+    from .core.pipeline_file import save_pipeline
+
+    settings = _settings(args)
 
     def progress(stage: str, fraction: float) -> None:
         print(f"\r{stage} {100 * fraction:3.0f} %", end="", file=sys.stderr, flush=True)
 
-    result = analyze(
-        args.input,
-        model=args.model,
-        device=args.device,
-        tta=args.tta,
-        spacing=args.spacing,
-        progress=progress,
-        fracture_classifier=args.fracture_classifier,
-        **_level_options(args),
-    )
+    result = analyze(args.input, progress=progress, **settings.analyze_options())
     print(file=sys.stderr)
     paths = result.write(args.output, overwrite=args.overwrite)
+    if args.report:
+        from .core.report import write_report
+
+        paths.update(write_report(result, args.output))
+    if args.dicom:
+        from .core.io.dicom_export import write_dicom_exports
+
+        paths.update(write_dicom_exports(result, args.output))
+    if args.save_pipeline:
+        paths["pipeline"] = save_pipeline(settings.with_model_hashes(), args.save_pipeline)
     _print_rows(result.table)
     seconds = result.summary["timings_s"]["total_s"]
     print(f"model {result.summary['model']['name']} on {result.summary['device']}, {seconds:.1f} s")
     print("wrote " + ", ".join(str(p) for p in paths.values()))
     return 0
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .core.batch import run_batch
+
+    settings = _settings(args)
+    bar = None
+
+    def progress(done: int, total: int, failed: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc="studies", unit="study", file=sys.stderr)
+        bar.set_postfix(failed=failed, refresh=False)
+        bar.update(done - bar.n)
+
+    summary = run_batch(
+        args.input_dir,
+        args.output_dir,
+        settings,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        report=not args.no_report,
+        dicom=not args.no_dicom,
+        exclude=tuple(args.exclude or ()),
+        progress=progress,
+    )
+    if bar is not None:
+        bar.close()
+    print(
+        f"{summary.studies} studies: {summary.skipped} already done, {summary.finished} "
+        f"analysed, {len(summary.failed)} failed ({summary.seconds:.1f} s)"
+    )
+    for record in summary.failed:
+        print(f"  failed {record['study']}: {record['error']}")
+    print(f"wrote {summary.measurements_path} and {summary.failures_path}")
+    return 0 if not summary.failed else 3
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -301,6 +413,11 @@ def build_parser() -> argparse.ArgumentParser:
     meas.add_argument("-o", "--output", required=True, help="output folder")
     meas.add_argument("--spacing", type=float, default=None, help="pixel spacing in mm")
     meas.add_argument(
+        "--pipeline",
+        default=None,
+        help="pipeline file whose level and grading settings to use (options given override)",
+    )
+    meas.add_argument(
         "--body-mask",
         default=None,
         help="mask whose value 1 marks vertebral bodies (levels from LABELS)",
@@ -317,26 +434,58 @@ def build_parser() -> argparse.ArgumentParser:
     ana = sub.add_parser("analyze", help="segment, level and measure a radiograph or CT")
     ana.add_argument("input", help="image: DICOM file or series folder, NIfTI, PNG/TIFF")
     ana.add_argument("-o", "--output", required=True, help="output folder")
+    _add_analysis_options(ana)
     ana.add_argument(
-        "--model",
-        default="auto",
-        help="model name or path to a model card/weights; 'ct-baseline' for the non-learned "
-        "CT method (default auto: CT baseline for CT, the installed radiograph model otherwise)",
+        "--report", action="store_true", help="also write report.html and overview.png"
     )
     ana.add_argument(
-        "--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps"
+        "--dicom",
+        action="store_true",
+        help="also write DICOM SEG (seg.dcm) and SR (sr.dcm) referencing the DICOM input",
     )
-    ana.add_argument("--tta", action="store_true", help="flip test-time augmentation")
     ana.add_argument(
-        "--fracture-classifier",
-        default="auto",
-        help="seed 003 per-vertebra classifier: auto (an installed one for the modality), "
-        "a model name or card, or none",
+        "--save-pipeline",
+        default=None,
+        metavar="FILE",
+        help="save the settings used (with the models' card hashes) as a pipeline file",
     )
-    ana.add_argument("--spacing", type=float, default=None, help="pixel spacing in mm")
-    _add_level_options(ana)
     ana.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     ana.set_defaults(func=_analyze)
+
+    bat = sub.add_parser(
+        "batch",
+        help="analyse every study in a folder (resumable, parallel with Dask)",
+        description="Finds studies under INPUT_DIR (DICOM series folders, DICOM files, NIfTI, "
+        "PNG/JPEG/TIFF), analyses each into OUTPUT_DIR/<study>/ as analyze does (with "
+        "report.html, overview.png, and seg.dcm + sr.dcm for DICOM input), and writes "
+        "OUTPUT_DIR/measurements.csv (with a study column), failures.csv, manifest.json and "
+        "pipeline.yaml. Running the same command again skips finished studies. Exit status 3 "
+        "when a study failed.",
+    )
+    bat.add_argument("input_dir", help="folder of studies (searched recursively; never modified)")
+    bat.add_argument("output_dir", help="results folder")
+    bat.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="local Dask worker processes (default 1; 0 runs in this process)",
+    )
+    bat.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="address of a dask.distributed scheduler (tcp://host:8786) to run on instead",
+    )
+    _add_analysis_options(bat)
+    bat.add_argument(
+        "--exclude",
+        action="append",
+        metavar="GLOB",
+        help="files that are not studies, e.g. '*labels*' (repeatable)",
+    )
+    bat.add_argument("--no-report", action="store_true", help="skip report.html/overview.png")
+    bat.add_argument("--no-dicom", action="store_true", help="skip DICOM SEG and SR")
+    bat.set_defaults(func=_batch)
 
     tr = sub.add_parser(
         "train",

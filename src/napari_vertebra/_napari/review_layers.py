@@ -23,30 +23,13 @@ import pandas as pd
 from psygnal import Signal
 
 from ..core.landmarks import LANDMARK_NAMES
+from ..core.report import grade_color
 from ..core.review import Review
 from .layers import METADATA_KEY
 
 #: Key of the :class:`ReviewLayers` in the Labels layer's metadata.
 REVIEW_KEY = "napari_vertebra_review"
-#: Colours by Genant grade (0 normal … 3 severe); bodies without a grade, and the sacrum.
-GRADE_COLORS = {
-    0: "#2ca02c",
-    1: "#ffd92f",
-    2: "#ff7f0e",
-    3: "#d62728",
-    "ungraded": "#1f77b4",
-    "sacrum": "#9467bd",
-}
 HEIGHT_NAMES = ("anterior", "middle", "posterior")
-
-
-def grade_color(grade: Any, level: str) -> str:
-    """Colour of a body: by its Genant grade, blue when it has none, purple for the sacrum."""
-    if level == "S1":
-        return GRADE_COLORS["sacrum"]
-    if grade is None or pd.isna(grade):
-        return GRADE_COLORS["ungraded"]
-    return GRADE_COLORS[int(grade)]
 
 
 def features_table(table: pd.DataFrame) -> pd.DataFrame:

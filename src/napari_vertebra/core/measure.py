@@ -23,6 +23,8 @@ from .labels import SACRUM, level_name, to_verse
 from .landmarks import LANDMARK_NAMES, BodyGeometry, body_landmarks, geometry_from_landmarks
 from .levels import assign_levels, lumbar_share, region_vote
 from .morphometry import (
+    GRADE_THRESHOLDS,
+    check_grade_thresholds,
     expected_heights,
     fracture_type,
     genant_grade,
@@ -101,7 +103,7 @@ class Measurement:
             flags = [f for f in rows[index]["flags"] if f != "landmarks_edited"]
             rows[index].update(geo=geo, flags=[*flags, "landmarks_edited"])
             geometry[level] = geo
-        table = table_from_rows(rows)
+        table = table_from_rows(rows, self.grade_thresholds)
         chosen = self.parameters.get("regional_angle")
         return Measurement(
             table=table,
@@ -112,6 +114,15 @@ class Measurement:
             level_map=self.level_map,
             rows=rows,
         )
+
+    @property
+    def grade_thresholds(self) -> tuple[float, float, float]:
+        """Height-loss fractions of Genant grades 1, 2 and 3 this measurement was graded with."""
+        return tuple(self.parameters.get("grade_thresholds") or GRADE_THRESHOLDS)
+
+    def retabulate(self) -> None:
+        """Rebuild :attr:`table` from :attr:`rows` (after columns were added to the rows)."""
+        self.table = table_from_rows(self.rows, self.grade_thresholds)
 
     def landmarks_json(self) -> dict[str, Any]:
         return {
@@ -177,6 +188,7 @@ def measure(
     sacrum_label: int | None = None,
     anchor_label: tuple[int, str] | None = None,
     region_map: np.ndarray | None = None,
+    grade_thresholds: tuple[float, float, float] | None = None,
 ) -> Measurement:
     """Measure every vertebral body of a label map.
 
@@ -211,6 +223,10 @@ def measure(
         Levels ``(upper, lower)``: the angle between the upper endplate of the first and the lower
         endplate of the second (kyphosis positive, lordosis negative); default the outermost
         measured bodies.
+    grade_thresholds
+        Height-loss fractions at which Genant grades 1, 2 and 3 begin; default Genant's
+        (0.20, 0.25, 0.40). The grade-1 threshold also decides which bodies serve as normal
+        references and when a type is given.
 
     Returns
     -------
@@ -218,6 +234,9 @@ def measure(
         ``table`` with :data:`COLUMNS` then :data:`EXTRA_COLUMNS`, one row per vertebra
         cranial to caudal; ``landmarks`` per level (world mm).
     """
+    grade_thresholds = check_grade_thresholds(
+        GRADE_THRESHOLDS if grade_thresholds is None else grade_thresholds
+    )
     label_image = _as_label_image(labels, spacing)
     if image is not None and label_image.source.get("spacing_source") in (None, "unknown"):
         reference = image if isinstance(image, SpineImage) else read_image(image)
@@ -333,7 +352,7 @@ def measure(
                 "centroid": sacrum.centroid,
             }
         )
-    table = table_from_rows(rows)
+    table = table_from_rows(rows, grade_thresholds)
     parameters = {
         "scheme": scheme,
         "top_level": top_level,
@@ -342,6 +361,7 @@ def measure(
         "lumbar_count": lumbar_count,
         "thoracic_count": thoracic_count,
         "regional_angle": list(regional_angle) if regional_angle else None,
+        "grade_thresholds": list(grade_thresholds),
         "region_votes": votes,
         "region_lumbar_shares": (
             None if shares is None else [None if v is None else round(v, 3) for v in shares]
@@ -387,8 +407,11 @@ def spine_directions(centroids: list[np.ndarray]) -> list[np.ndarray | None]:
     return out
 
 
-def table_from_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The per-vertebra table from :attr:`Measurement.rows` (also after their inputs changed)."""
+def table_from_rows(
+    rows: list[dict[str, Any]], grade_thresholds: tuple[float, ...] = GRADE_THRESHOLDS
+) -> pd.DataFrame:
+    """The per-vertebra table from :attr:`Measurement.rows` (also after their inputs changed),
+    graded with ``grade_thresholds`` (height-loss fractions of grades 1, 2 and 3)."""
     n = len(rows)
     heights = np.full((n, 3), np.nan)
     for k, row in enumerate(rows):
@@ -405,7 +428,7 @@ def table_from_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
         expected = expected_heights(heights, normal)
         losses = 1.0 - heights / expected
         worst = np.nanmax(np.where(np.isfinite(losses), losses, -np.inf), axis=1)
-        normal = usable & (worst < 0.2)
+        normal = usable & (worst < grade_thresholds[0])
     sizes = np.array([r["size"] for r in rows])
     records = []
     for k, row in enumerate(rows):
@@ -451,7 +474,8 @@ def table_from_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
             for key in ("fracture_probability", "slice_fracture_probability")
             if row.get(key) is not None and np.isfinite(row[key])
         ]
-        if graded and any(says != (genant_grade(worst_loss) >= 1) for says in model_says):
+        grade = genant_grade(worst_loss, grade_thresholds) if graded else pd.NA
+        if graded and any(says != (grade >= 1) for says in model_says):
             flags.append("fracture_model_disagrees")
         wedge = np.nan
         if geo is not None:
@@ -466,8 +490,8 @@ def table_from_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
                 "posterior_height_mm": p,
                 "vcr_percent": vcr,
                 "vc_percent": vc,
-                "genant_grade": genant_grade(worst_loss) if graded else pd.NA,
-                "fracture_type": fracture_type(loss) if graded else "",
+                "genant_grade": grade,
+                "fracture_type": fracture_type(loss, grade_thresholds[0]) if graded else "",
                 "wedge_angle_deg": wedge,
                 "confidence": round(confidence, 3),
                 "qc_flags": ";".join(flags),

@@ -20,20 +20,37 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Genant's height-loss thresholds (fractions) of grades 1, 2 and 3 (seed 002).
 GRADE_THRESHOLDS = (0.20, 0.25, 0.40)
 #: Losses closer than this (fraction) count as equal when telling types apart.
 TYPE_MARGIN = 0.05
 
 
-def genant_grade(loss: float) -> int:
-    """Genant grade 0-3 of a fractional height loss."""
-    return int(sum(loss >= t for t in GRADE_THRESHOLDS))
+def check_grade_thresholds(thresholds) -> tuple[float, float, float]:
+    """Three increasing height-loss fractions in (0, 1), as a tuple; ValueError otherwise."""
+    try:
+        values = tuple(float(t) for t in thresholds)
+    except (TypeError, ValueError):
+        raise ValueError(f"grade thresholds must be three numbers, got {thresholds!r}") from None
+    increasing = len(values) == 3 and 0 < values[0] < values[1] < values[2] < 1
+    if not increasing:
+        raise ValueError(
+            "grade thresholds must be three increasing height-loss fractions between 0 and 1 "
+            f"(Genant: 0.20, 0.25, 0.40), got {thresholds!r}"
+        )
+    return values
 
 
-def fracture_type(losses: dict[str, float]) -> str:
-    """Genant type from anterior/middle/posterior losses (fractions); ``none`` under 20 %."""
+def genant_grade(loss: float, thresholds: tuple[float, ...] = GRADE_THRESHOLDS) -> int:
+    """Genant grade 0-3 of a fractional height loss (``thresholds``: grades 1, 2 and 3)."""
+    return int(sum(loss >= t for t in thresholds))
+
+
+def fracture_type(losses: dict[str, float], minimum_loss: float = GRADE_THRESHOLDS[0]) -> str:
+    """Genant type from anterior/middle/posterior losses (fractions); ``none`` below
+    ``minimum_loss`` (the grade-1 threshold, 20 % in Genant's scheme)."""
     la, lm, lp = losses["anterior"], losses["middle"], losses["posterior"]
-    if max(la, lm, lp) < GRADE_THRESHOLDS[0]:
+    if max(la, lm, lp) < minimum_loss:
         return "none"
     if lp >= max(la, lm) - TYPE_MARGIN:
         return "crush"

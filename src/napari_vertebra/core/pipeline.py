@@ -24,7 +24,7 @@ import numpy as np
 from .image import SpineImage
 from .io import SpineIOError, read_image, write_labels
 from .labels import SACRUM
-from .measure import Measurement, measure, table_from_rows, write_measurement
+from .measure import Measurement, measure, write_measurement
 
 #: Name under which the non-learned CT baseline is selected like a model.
 CT_BASELINE = "ct-baseline"
@@ -463,7 +463,7 @@ def analyze(
         for row in measurement.rows:
             value = found_probabilities.get(int(row["label"]), float("nan"))
             row["slice_fracture_probability"] = round(value, 4)
-        measurement.table = table_from_rows(measurement.rows)
+        measurement.retabulate()
         timings["fracture_classification_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - start
     if progress is not None:
@@ -581,4 +581,4 @@ def _add_mean_per_vertebra(measurement: Measurement, values: np.ndarray, column:
     means = ndimage.mean(values, labels=measurement.level_map, index=labels)
     for row, value, shown in zip(measurement.rows, means, present, strict=True):
         row[column] = round(float(value), 4) if shown else float("nan")
-    measurement.table = table_from_rows(measurement.rows)
+    measurement.retabulate()

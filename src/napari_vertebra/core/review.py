@@ -35,7 +35,14 @@ from .measure import Measurement, measure
 #: Values given to anonymous bodies while their levels are recounted (above every VerSe ID).
 _ANONYMOUS_START = 101
 #: Level options of :func:`~napari_vertebra.core.measure.measure` a review keeps between edits.
-LEVEL_OPTIONS = ("top_level", "anchor", "lumbar_count", "thoracic_count", "regional_angle")
+LEVEL_OPTIONS = (
+    "top_level",
+    "anchor",
+    "lumbar_count",
+    "thoracic_count",
+    "regional_angle",
+    "grade_thresholds",
+)
 
 
 def _fingerprint(mask: np.ndarray) -> str:
@@ -55,7 +62,8 @@ class Review:
         :func:`~napari_vertebra.analyze` gave it).
     options
         Level options of the analysis (``top_level``, ``anchor``, ``lumbar_count``,
-        ``thoracic_count``, ``regional_angle``), used again when levels are recounted.
+        ``thoracic_count``, ``regional_angle``, ``grade_thresholds``), used again when levels
+        are recounted.
     """
 
     labels: SpineImage

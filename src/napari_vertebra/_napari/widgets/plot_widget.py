@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox
 
-from ..review_layers import GRADE_COLORS
+from ...core.report import GRADE_COLORS
 from ._base import ReviewFollower
 
 RATIO = "height / reference (%)"
