@@ -105,6 +105,20 @@ def ct_series(
     return paths
 
 
+#: Study-level attributes highdicom needs in source images (empty where DICOM allows it).
+_STUDY_ATTRIBUTES = {
+    "SeriesNumber": 1,
+    "StudyID": "1",
+    "AccessionNumber": "",
+    "ReferringPhysicianName": "",
+    "PatientBirthDate": "",
+    "PatientSex": "O",
+    "StudyDate": "20260101",
+    "StudyTime": "120000",
+    "Manufacturer": "napari-vertebra tests",
+}
+
+
 def phantom_ct_series(image, folder: Path) -> list[Path]:
     """A CT phantom (canonical I, P, L; HU) as an axial DICOM series, one file per slice.
 
@@ -129,15 +143,7 @@ def phantom_ct_series(image, folder: Path) -> list[Path]:
             SliceThickness=step,
             InstanceNumber=k + 1,
             FrameOfReferenceUID=frame_uid,
-            SeriesNumber=1,
-            StudyID="1",
-            AccessionNumber="",
-            ReferringPhysicianName="",
-            PatientBirthDate="",
-            PatientSex="O",
-            StudyDate="20260101",
-            StudyTime="120000",
-            Manufacturer="napari-vertebra tests",
+            **_STUDY_ATTRIBUTES,
         )
         ds.SOPClassUID = CTImageStorage
         ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
@@ -158,15 +164,7 @@ def phantom_radiograph(image, path: Path) -> Path:
         pixels,
         PixelSpacing=list(image.spacing),
         PatientOrientation=["P", "F"],
-        SeriesNumber=1,
         InstanceNumber=1,
-        StudyID="1",
-        AccessionNumber="",
-        ReferringPhysicianName="",
-        PatientBirthDate="",
-        PatientSex="O",
-        StudyDate="20260101",
-        StudyTime="120000",
-        Manufacturer="napari-vertebra tests",
+        **_STUDY_ATTRIBUTES,
     )
     return write(ds, path)

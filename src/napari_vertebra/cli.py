@@ -113,7 +113,12 @@ def _print_rows(table) -> None:
 
 def _settings(args: argparse.Namespace):
     """Analysis settings: the ``--pipeline`` file's, then every option given on the line."""
-    from .core.pipeline_file import PipelineSettings, load_pipeline, parse_anchor
+    from .core.pipeline_file import (
+        PipelineSettings,
+        load_pipeline,
+        parse_anchor,
+        parse_percentages,
+    )
 
     pipeline = getattr(args, "pipeline", None)
     settings = load_pipeline(pipeline) if pipeline else PipelineSettings()
@@ -137,17 +142,8 @@ def _settings(args: argparse.Namespace):
     if hasattr(args, "anchor"):
         given["anchor"] = parse_anchor(args.anchor)
     if hasattr(args, "grade_thresholds"):
-        given["grade_thresholds"] = _percentages(args.grade_thresholds)
+        given["grade_thresholds"] = parse_percentages(args.grade_thresholds)
     return settings.replace(**given)
-
-
-def _percentages(text: str) -> tuple[float, ...]:
-    try:
-        return tuple(float(v) / 100 for v in text.split(","))
-    except ValueError:
-        raise ValueError(
-            f"--grade-thresholds takes three percentages, e.g. 20,25,40; got {text!r}"
-        ) from None
 
 
 def _add_analysis_options(parser: argparse.ArgumentParser) -> None:

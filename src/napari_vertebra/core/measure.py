@@ -61,6 +61,19 @@ EXTRA_COLUMNS = (
     "level_source",
     "centroid_mm",
 )
+#: The columns a person reads first: the measurement table widget and the per-study report.
+SUMMARY_COLUMNS = (
+    "level",
+    "anterior_height_mm",
+    "middle_height_mm",
+    "posterior_height_mm",
+    "vcr_percent",
+    "genant_grade",
+    "fracture_type",
+    "wedge_angle_deg",
+    "confidence",
+    "qc_flags",
+)
 #: A body larger or smaller than its neighbours' median by this fraction is a size outlier.
 SIZE_OUTLIER_FRACTION = 0.5
 #: A body taller than its neighbours by this fraction cannot be explained by a fracture.

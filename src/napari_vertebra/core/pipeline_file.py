@@ -300,6 +300,16 @@ def _is_sha256(value: Any) -> bool:
     )
 
 
+def parse_percentages(text: str) -> tuple[float, ...]:
+    """``"20, 25, 40"`` (percent) -> ``(0.2, 0.25, 0.4)``; ValueError with an example otherwise."""
+    try:
+        return tuple(float(v) / 100 for v in str(text).replace(";", ",").split(","))
+    except ValueError:
+        raise ValueError(
+            f"grade thresholds are three percentages such as 20, 25, 40; got {text!r}"
+        ) from None
+
+
 def parse_anchor(text: str) -> tuple[int, str]:
     """``"3:L1"`` (the third body from the top is L1) -> ``(2, "L1")``."""
     index, _, name = str(text).partition(":")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .io.atomic import atomic_path
+from .measure import SUMMARY_COLUMNS
 
 #: Colours by Genant grade (0 normal … 3 severe); bodies without a grade, and the sacrum. The
 #: napari layers use the same colours.
@@ -30,19 +31,6 @@ GRADE_COLORS = {
     "sacrum": "#9467bd",
 }
 GRADE_NAMES = {0: "normal", 1: "mild", 2: "moderate", 3: "severe"}
-#: Columns of the report's table (a subset of measurements.csv, in this order).
-REPORT_COLUMNS = (
-    "level",
-    "anterior_height_mm",
-    "middle_height_mm",
-    "posterior_height_mm",
-    "vcr_percent",
-    "genant_grade",
-    "fracture_type",
-    "wedge_angle_deg",
-    "confidence",
-    "qc_flags",
-)
 
 
 def grade_color(grade: Any, level: str) -> str:
@@ -70,10 +58,7 @@ def overview_section(image: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
 
 def render_overview(result, path: str | os.PathLike) -> Path:
     """Write the overview PNG of an :class:`~napari_vertebra.core.pipeline.AnalysisResult`."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     from skimage import measure as skmeasure
 
     image = result.image
@@ -82,7 +67,7 @@ def render_overview(result, path: str | os.PathLike) -> Path:
     height_mm, width_mm = section.shape[0] * spacing[0], section.shape[1] * spacing[1]
     low, high = _display_range(section, image.modality)
     figure_height = 8.0
-    figure = plt.figure(figsize=(figure_height * 1.15 * width_mm / height_mm, figure_height))
+    figure = Figure(figsize=(figure_height * 1.15 * width_mm / height_mm, figure_height))
     axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
     axes.imshow(
         section,
@@ -137,7 +122,6 @@ def render_overview(result, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_path(path, keep_suffix=True) as temporary:
         figure.savefig(temporary, dpi=100, facecolor="black")
-    plt.close(figure)
     return path
 
 
@@ -157,7 +141,7 @@ def render_html(result, overview_name: str = "overview.png") -> str:
     rows = []
     for _, row in table.iterrows():
         color = grade_color(row["genant_grade"], row["level"])
-        cells = "".join(f"<td>{html.escape(_cell(row.get(c)))}</td>" for c in REPORT_COLUMNS)
+        cells = "".join(f"<td>{html.escape(_cell(row.get(c)))}</td>" for c in SUMMARY_COLUMNS)
         rows.append(f'<tr style="border-left: 8px solid {color}">{cells}</tr>')
     graded = table["genant_grade"].dropna()
     fractured = table.loc[graded[graded >= 1].index, "level"].tolist()
@@ -169,7 +153,7 @@ def render_html(result, overview_name: str = "overview.png") -> str:
     legend = " ".join(
         f'<span style="color:{GRADE_COLORS[g]}">■</span> {g} {GRADE_NAMES[g]}' for g in range(4)
     )
-    header = "".join(f"<th>{html.escape(c)}</th>" for c in REPORT_COLUMNS)
+    header = "".join(f"<th>{html.escape(c)}</th>" for c in SUMMARY_COLUMNS)
     details = {
         "input": source.get("path"),
         "modality": source.get("modality"),

@@ -97,6 +97,7 @@ class StepWidget(Container):
         run_button = PushButton(text=run_text, name="run_button")
         cancel_button = PushButton(text="Cancel", name="cancel_button", enabled=False)
         status = Label(value="", name="status")
+        status.native.setWordWrap(True)  # summaries and paths wrap instead of being cut off
         super().__init__(widgets=[*fields, run_button, cancel_button, *(extra or []), status])
         self.viewer = viewer
         # run_button, cancel_button and status are reached by name (Container attributes).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...core.pipeline_file import PipelineSettings
+from ...core.pipeline_file import PipelineSettings, parse_percentages
 from ._base import FROM_SACRUM
 
 #: The Analyze spine widget's fields that a pipeline file holds.
@@ -21,17 +21,6 @@ PIPELINE_FIELDS = (
 DEFAULT_THRESHOLDS_TEXT = "20, 25, 40"
 
 
-def thresholds_from_text(text: str) -> tuple[float, ...]:
-    """``"20, 25, 40"`` (percent) -> ``(0.2, 0.25, 0.4)``; ValueError with the rule otherwise."""
-    try:
-        values = tuple(float(v) / 100 for v in str(text).replace(";", ",").split(","))
-    except ValueError:
-        raise ValueError(
-            f"grade thresholds are three percentages such as 20, 25, 40; got {text!r}"
-        ) from None
-    return values
-
-
 def settings_from_values(values: dict[str, Any]) -> PipelineSettings:
     """Pipeline settings from the Analyze spine widget's field values (saved or live)."""
     top = values.get("top_level", FROM_SACRUM)
@@ -43,9 +32,7 @@ def settings_from_values(values: dict[str, Any]) -> PipelineSettings:
         top_level=None if top in (None, FROM_SACRUM) else str(top).removeprefix("top is "),
         lumbar_count=int(values.get("lumbar_count", 5)),
         thoracic_count=int(values.get("thoracic_count", 12)),
-        grade_thresholds=thresholds_from_text(
-            values.get("grade_thresholds", DEFAULT_THRESHOLDS_TEXT)
-        ),
+        grade_thresholds=parse_percentages(values.get("grade_thresholds", DEFAULT_THRESHOLDS_TEXT)),
     )
 
 

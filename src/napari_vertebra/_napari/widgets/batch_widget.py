@@ -55,6 +55,11 @@ class BatchWidget(StepWidget):
             persist=("settings_source", "pipeline_file", "workers", "report", "dicom"),
         )
         self.summary = None
+        self._show_pipeline_field()
+        self.settings_source.changed.connect(lambda *_: self._show_pipeline_field())
+
+    def _show_pipeline_field(self) -> None:
+        self.pipeline_file.visible = self.settings_source.value == FROM_FILE
 
     def settings(self):
         """The settings the batch runs with (a pipeline file's, or Analyze spine's)."""
@@ -100,8 +105,8 @@ class BatchWidget(StepWidget):
         self.summary = summary
         text = (
             f"{summary.studies} studies: {summary.finished} analysed, {summary.skipped} "
-            f"already done, {len(summary.failed)} failed ({summary.seconds:.0f} s)\n"
-            f"{summary.measurements_path}"
+            f"already done, {len(summary.failed)} failed ({summary.seconds:.0f} s); "
+            f"table: {summary.measurements_path}"
         )
         if summary.failed:
             text += "\nfailed: " + ", ".join(r["study"] for r in summary.failed[:5])

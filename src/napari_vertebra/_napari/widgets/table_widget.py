@@ -12,23 +12,9 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QTableWidget, QTableWidgetItem
 
 from ...core.io import write_table
-from ...core.measure import COLUMNS
+from ...core.measure import COLUMNS, SUMMARY_COLUMNS
 from ..review_layers import ReviewLayers
 from ._base import ReviewFollower
-
-#: Columns shown (all of them are exported).
-SHOWN = (
-    "level",
-    "anterior_height_mm",
-    "middle_height_mm",
-    "posterior_height_mm",
-    "vcr_percent",
-    "genant_grade",
-    "fracture_type",
-    "wedge_angle_deg",
-    "confidence",
-    "qc_flags",
-)
 
 
 def focus_vertebra(viewer, review: ReviewLayers, label: int) -> None:
@@ -87,7 +73,8 @@ class MeasurementTable(ReviewFollower):
     def show(self, table: pd.DataFrame) -> None:
         """Fill the grid with ``table`` (the shown columns)."""
         self.table = table
-        columns = [c for c in SHOWN if c in table.columns]
+        # Shown: the summary columns; exported: all of them.
+        columns = [c for c in SUMMARY_COLUMNS if c in table.columns]
         self.grid.setSortingEnabled(False)
         self.grid.clear()
         self.grid.setColumnCount(len(columns))

@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..io import SpineIOError
 from ..io.atomic import atomic_path
+from ..measure import COLUMNS
 from ..pipeline_file import PipelineSettings, load_pipeline, save_pipeline
 from .discover import Study, find_studies
 from .study import PARTIAL_FOLDER, is_finished, process_study
@@ -239,7 +240,7 @@ class _State:
             if study.name not in self.tables:
                 self.tables[study.name] = _study_table(self.output_dir / study.name, study.name)
             frames.append(self.tables[study.name])
-        columns = ["study", *_MEASUREMENT_COLUMNS()]
+        columns = ["study", *COLUMNS]
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
         with atomic_path(self.output_dir / MEASUREMENTS_FILE) as temporary:
             table.to_csv(temporary, index=False)
@@ -270,17 +271,11 @@ class _State:
             "versions": _versions(),
             "study_seconds": dict(sorted(self.timings.items())),
             "study_sources": {s.name: str(s.path) for s in self.studies},
-            "last_run": {k: v for k, v in run.items()},
+            "last_run": dict(run),
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         with atomic_path(self.output_dir / MANIFEST_FILE) as temporary:
             temporary.write_text(json.dumps(manifest, indent=1, default=str) + "\n")
-
-
-def _MEASUREMENT_COLUMNS() -> tuple[str, ...]:
-    from ..measure import COLUMNS
-
-    return COLUMNS
 
 
 def _study_table(folder: Path, name: str) -> pd.DataFrame:
