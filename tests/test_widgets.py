@@ -206,6 +206,24 @@ def test_grade_widget_reports_the_fracture_and_plot_shows_ratios(radiograph):
     )
     assert series["anterior"][2] == pytest.approx(expected)
     assert len(plot.figure.axes[0].lines) == 3 + 3  # three heights, three grade lines
+    levels = [line.get_ydata()[0] for line in plot.figure.axes[0].lines[3:]]
+    assert levels == pytest.approx([80.0, 75.0, 60.0])  # Genant's thresholds
+
+
+def test_height_plot_draws_the_thresholds_the_vertebrae_were_graded_with(make_napari_viewer):
+    import napari_vertebra as nv
+    from napari_vertebra._napari.review_layers import ReviewLayers
+    from napari_vertebra.core.review import Review
+
+    case = nv.make_phantom("xr", seed=3)
+    measured = nv.measure(case.labels, grade_thresholds=(0.15, 0.3, 0.45))
+    viewer = make_napari_viewer()
+    layers = ReviewLayers(viewer, Review.start(case.labels, measured), name="tuned")
+    plot = _dock(viewer, "Height plot")
+    plot.vertebrae.value = layers.labels
+    plot.mode.value = "height / reference (%)"
+    levels = [line.get_ydata()[0] for line in plot.figure.axes[0].lines[3:]]
+    assert levels == pytest.approx([85.0, 70.0, 55.0])
 
 
 def test_analyze_widget_on_the_real_ct(make_napari_viewer):

@@ -7,13 +7,18 @@ import numpy as np
 import pandas as pd
 from magicgui.widgets import ComboBox
 
+from ...core.morphometry import GRADE_THRESHOLDS
 from ...core.report import GRADE_COLORS
 from ._base import ReviewFollower
 
 RATIO = "height / reference (%)"
 HEIGHT = "height (mm)"
-#: Genant: height loss of 20, 25 and 40 % begins grades 1, 2 and 3 (docs/measurements.md).
-GRADE_LINES = ((80.0, 1), (75.0, 2), (60.0, 3))
+
+
+def grade_lines(thresholds=GRADE_THRESHOLDS) -> list[tuple[float, int]]:
+    """(height in % of the reference, grade) where each Genant grade begins: 80, 75, 60 % with
+    Genant's thresholds, or those the measurement was graded with."""
+    return [(100 * (1 - t), grade) for grade, t in enumerate(thresholds, start=1)]
 
 
 class HeightPlot(ReviewFollower):
@@ -59,7 +64,12 @@ class HeightPlot(ReviewFollower):
         for (name, values), marker in zip(self.series(bodies).items(), "o^s", strict=True):
             axes.plot(x, values, marker=marker, label=name)
         if self.mode.value == RATIO:
-            for value, grade in GRADE_LINES:
+            graded_with = (
+                self._review.review.measurement.grade_thresholds
+                if self._review is not None
+                else GRADE_THRESHOLDS
+            )
+            for value, grade in grade_lines(graded_with):
                 axes.axhline(value, color=GRADE_COLORS[grade], linestyle="--", linewidth=1)
                 axes.text(x[-1] + 0.3, value, f"grade {grade}", va="center", fontsize=7)
             axes.set_ylabel("% of the neighbours' reference")
