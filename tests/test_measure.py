@@ -102,6 +102,70 @@ def test_a_mask_in_more_pieces_than_a_spine_has_levels_is_refused_plainly():
         measure(mask, spacing=(1.0, 1.0))
 
 
+def _ball(shape, spacing, centre_mm, radius_mm):
+    grid = np.indices(shape).transpose(*range(1, len(shape) + 1), 0) * np.asarray(spacing)
+    return np.linalg.norm(grid - np.asarray(centre_mm), axis=-1) < radius_mm
+
+
+def test_pieces_off_the_spinal_column_are_left_out_of_a_radiograph_mask():
+    # A semantic mask with two body-sized false positives, in front of the column (bowel,
+    # aorta) and behind it (a spinous process taken for a body): same levels and heights.
+    phantom = make_phantom(
+        "xr", 5, spacing=0.5, levels=["T12", "L1", "L2", "L3", "L4", "L5"], with_sacrum=True
+    )
+    semantic = np.where(phantom.labels.array == 26, 26, phantom.labels.array > 0).astype(np.uint8)
+    clean = measure(semantic, spacing=(0.5, 0.5), sacrum_label=26)
+    rows, columns = np.nonzero(semantic == 1)
+    centre_row = float(np.median(rows)) * 0.5
+    noisy = semantic.copy()
+    # About half a body's area each: well above the fragment size.
+    radius = 0.4 * float(np.median(clean.table["depth_mm"].dropna()))
+    for column_mm in (columns.min() * 0.5 - 70, columns.max() * 0.5 + 55):
+        noisy[_ball(semantic.shape, (0.5, 0.5), (centre_row, column_mm), radius) & (noisy == 0)] = 1
+    result = measure(noisy, spacing=(0.5, 0.5), sacrum_label=26)
+    assert result.table["level"].tolist() == clean.table["level"].tolist()
+    pd.testing.assert_frame_equal(result.table[HEIGHT_COLUMNS], clean.table[HEIGHT_COLUMNS])
+    assert len(result.parameters["off_column_left_out"]) == 2
+    assert clean.parameters["off_column_left_out"] == []
+
+
+def test_a_strongly_curved_column_keeps_every_body():
+    # Twelve bodies on an arc of 180 mm radius (a marked kyphosis), 30 mm apart: none is taken
+    # for an off-column piece.
+    spacing = 0.5
+    mask = np.zeros((900, 500), dtype=np.uint8)
+    for k in range(12):
+        angle = (k - 5.5) * 30 / 180
+        row, column = 225 + 180 * np.sin(angle), 40 + 180 * np.cos(angle)
+        mask[_ball(mask.shape, (spacing, spacing), (row, column), 11)] = 1
+    left_out = []
+    instances = extract_instances(mask, (spacing, spacing), left_out=left_out)
+    assert len(instances) == 12 and left_out == []
+
+
+def test_specks_do_not_stop_fragments_being_left_out(shared_data):
+    # TotalSegmentator's body mask with its sacrum label on top leaves 47 one- to few-voxel specks
+    # around S1, more pieces than bodies: they are fragments, not 54 "vertebrae". With two
+    # body-sized blobs added beside and in front of the column, the result is the same.
+    folder = shared_data / "ct-lumbar-totalseg"
+    body_mask = read_image(folder / "body_disc_mask.nii.gz")
+    levels = read_image(folder / "labels_totalseg.nii.gz").array
+    semantic = (body_mask.array == 1).astype(np.uint8)
+    semantic[np.isin(levels, (25, 26))] = 26  # TotalSegmentator's sacrum and S1
+    clean = measure(body_mask.with_array(semantic, kind="labels"), sacrum_label=26)
+    assert clean.table["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    assert clean.parameters["fragments_left_out"] >= 40
+    spacing = np.array(body_mask.spacing)
+    centres = np.argwhere(semantic == 1).mean(axis=0) * spacing
+    noisy = semantic.copy()
+    for offset in ((0, 0, 95), (0, -80, 0)):  # left of the column; in front of it
+        ball = _ball(semantic.shape, spacing, centres + np.array(offset), 19)
+        noisy[ball & (noisy == 0)] = 1
+    result = measure(body_mask.with_array(noisy, kind="labels"), sacrum_label=26)
+    pd.testing.assert_frame_equal(result.table, clean.table)
+    assert len(result.parameters["off_column_left_out"]) == 2
+
+
 def test_region_votes_anchor_levels_at_the_thoracolumbar_junction():
     # Seed 004's region output, drawn from the truth: T10-T12 thoracic, L1-L4 lumbar, no sacrum.
     phantom = make_phantom(

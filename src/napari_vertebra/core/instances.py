@@ -21,6 +21,21 @@ from .labels import SACRUM, is_level_id, to_verse
 
 #: Components smaller than this fraction of the median body are fragments and dropped.
 FRAGMENT_FRACTION = 0.2
+#: Pieces smaller than this fraction of the largest do not count towards the median body, so that
+#: many specks (a noisy segmentation) cannot pull the median down to their own size. A C3 body
+#: is about 7 % of an L5 body by volume, so every real body of a C–L spine still counts.
+SPECK_FRACTION = 0.02
+#: An anonymous piece whose centroid lies farther than this many typical body diameters from
+#: the line through its neighbours along the spine is not a vertebral body (a false positive in
+#: an organ, a rib or the pelvis). The local line's error on a lordotic lumbar spine is under
+#: 10 mm; a lumbar body is about 35 mm across.
+OFF_COLUMN_DIAMETERS = 0.75
+#: Neighbours on each side (along the spine) that define the local line.
+COLUMN_NEIGHBOURS = 2
+#: At either end of the column the line is extrapolated from one side, and a semantic mask's
+#: sacrum (anonymous until levels are counted) tilts back from the lumbar line: its centroid lies
+#: up to one body diameter off in radiograph phantoms. End pieces must be this much farther off.
+END_OF_COLUMN_DIAMETERS = 2.0
 #: A bridge across a disc thinner than this (mm) is cut when separating touching bodies.
 MAX_BRIDGE_MM = 2.0
 
@@ -195,6 +210,7 @@ def extract_instances(
     scheme: str = "verse",
     whole_vertebrae: bool | None = None,
     sacrum_label: int | None = None,
+    left_out: list[dict] | None = None,
 ) -> list[Instance]:
     """Vertebral bodies (and the sacrum) of ``label_map``, ordered cranio-caudally.
 
@@ -214,6 +230,9 @@ def extract_instances(
     sacrum_label
         In a map of anonymous instances, the value that marks the sacrum (the CT baseline
         writes 26); level-ID maps mark it with 26 anyway.
+    left_out
+        If given, one entry per piece left out is appended: ``reason`` (``"fragment"`` or
+        ``"off_column"``, see :func:`drop_off_column`), ``size`` (mm² or mm³) and ``centroid_mm``.
     """
     spacing = np.asarray(spacing, dtype=float)
     origin = np.zeros(label_map.ndim) if origin is None else np.asarray(origin, dtype=float)
@@ -287,10 +306,10 @@ def extract_instances(
         )
     bodies = [i for i in instances if not i.is_sacrum]
     if bodies:
-        typical = float(np.median([i.size_mm for i in bodies]))
+        typical = typical_body_size([i.size_mm for i in bodies])
         # Labelled levels and bodies cut by the image border are kept (flagged later); only small
         # anonymous pieces inside the image are fragments.
-        instances = [
+        kept = [
             i
             for i in instances
             if i.is_sacrum
@@ -298,7 +317,81 @@ def extract_instances(
             or i.touches_border
             or i.size_mm >= FRAGMENT_FRACTION * typical
         ]
+        on_column = drop_off_column(kept, typical, label_map.ndim)
+        if left_out is not None:
+            for reason, before, after in (
+                ("fragment", instances, kept),
+                ("off_column", kept, on_column),
+            ):
+                left_out.extend(
+                    {
+                        "reason": reason,
+                        "size": round(i.size_mm, 1),
+                        "centroid_mm": [round(float(c), 1) for c in i.centroid],
+                    }
+                    for i in before
+                    if not any(i is j for j in after)
+                )
+        instances = on_column
     return order_craniocaudally(instances)
+
+
+def _line_at(t: np.ndarray, positions: np.ndarray, at: float, diameter: float) -> np.ndarray:
+    """Where the straight line fitted to ``positions`` over ``t`` is at ``at``; their mean when
+    the points lie at nearly the same height (no direction to extrapolate)."""
+    if np.ptp(t) < 0.25 * diameter:
+        return positions.mean(axis=0)
+    design = np.stack([np.ones_like(t), t], axis=1)
+    coefficients = np.linalg.lstsq(design, positions, rcond=None)[0]
+    return coefficients[0] + coefficients[1] * at
+
+
+def typical_body_size(sizes: list[float]) -> float:
+    """Median size of the pieces that are at least :data:`SPECK_FRACTION` of the largest."""
+    sizes_array = np.asarray(sizes, dtype=float)
+    return float(np.median(sizes_array[sizes_array >= SPECK_FRACTION * sizes_array.max()]))
+
+
+def drop_off_column(instances: list[Instance], typical: float, ndim: int) -> list[Instance]:
+    """Leave out anonymous pieces that lie off the spinal column.
+
+    The spine runs head to feet (canonical axis 0); each anonymous piece is compared with the
+    straight line fitted through the centroids of its :data:`COLUMN_NEIGHBOURS` nearest pieces
+    above and below it. The piece farthest off its line goes first if it is farther than
+    :data:`OFF_COLUMN_DIAMETERS` typical body diameters (:data:`END_OF_COLUMN_DIAMETERS` for the
+    first and the last piece, whose line is extrapolated), and the test is repeated without it.
+    Labelled levels and the sacrum are never dropped; fewer than four pieces are left as they
+    are (no line to compare with).
+    """
+    diameter = typical ** (1.0 / ndim)
+    kept = list(instances)
+    while True:
+        candidates = [i for i in kept if not i.is_sacrum]
+        if len(candidates) < 4:
+            return kept
+        # Canonical axis 0 runs head -> feet: the position along the spine. Not the main axis of
+        # the centroids, which body-sized false positives beside the column can turn sideways.
+        centroids = np.array([i.centroid for i in candidates])
+        along, across = centroids[:, 0], centroids[:, 1:]
+        worst, worst_excess = None, 1.0
+        for k, instance in enumerate(candidates):
+            if instance.label:
+                continue
+            others = [j for j in np.argsort(np.abs(along - along[k])) if j != k]
+            cranial = [j for j in others if along[j] < along[k]][:COLUMN_NEIGHBOURS]
+            caudal = [j for j in others if along[j] >= along[k]][:COLUMN_NEIGHBOURS]
+            neighbours = cranial + caudal
+            if len(neighbours) < 2:
+                continue
+            expected = _line_at(along[neighbours], across[neighbours], along[k], diameter)
+            distance = float(np.linalg.norm(across[k] - expected))
+            at_end = not cranial or not caudal
+            tolerance = (END_OF_COLUMN_DIAMETERS if at_end else OFF_COLUMN_DIAMETERS) * diameter
+            if distance / tolerance > worst_excess:
+                worst, worst_excess = instance, distance / tolerance
+        if worst is None:
+            return kept
+        kept = [i for i in kept if i is not worst]
 
 
 def order_craniocaudally(instances: list[Instance]) -> list[Instance]:

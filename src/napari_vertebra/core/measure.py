@@ -285,6 +285,7 @@ def measure(
     origin = np.array(label_image.origin)
     if body_mask is not None:
         whole_vertebrae = False
+    left_out: list[dict] = []
     instances = extract_instances(
         label_image.array,
         spacing_mm,
@@ -292,6 +293,7 @@ def measure(
         scheme=scheme,
         whole_vertebrae=whole_vertebrae,
         sacrum_label=sacrum_label,
+        left_out=left_out,
     )
     if anchor_label is not None:
         value, name = anchor_label
@@ -381,6 +383,9 @@ def measure(
         ),
         "spacing_mm": [float(s) for s in spacing_mm],
         "labels": label_image.source.get("path"),
+        # Pieces of the label map that were not taken for bodies (fragments, off the column).
+        "fragments_left_out": sum(e["reason"] == "fragment" for e in left_out),
+        "off_column_left_out": [e for e in left_out if e["reason"] == "off_column"],
     }
     angles = _regional_angles(geometry, table, regional_angle)
     level_map = np.zeros(label_image.shape, dtype=np.uint8)
