@@ -30,6 +30,10 @@ SPECK_FRACTION = 0.02
 #: an organ, a rib or the pelvis). The local line's error on a lordotic lumbar spine is under
 #: 10 mm; a lumbar body is about 35 mm across.
 OFF_COLUMN_DIAMETERS = 0.75
+#: Pieces larger than this many typical bodies are never left out as off the column: they are
+#: bodies merged across discs, or the sacrum, and when false positives outnumber the bodies (a
+#: model that fails on an image) the column's own pieces could otherwise look like the outliers.
+LARGE_PIECE_BODIES = 2.0
 #: Neighbours on each side (along the spine) that define the local line.
 COLUMN_NEIGHBOURS = 2
 #: At either end of the column the line is extrapolated from one side, and a semantic mask's
@@ -360,8 +364,8 @@ def drop_off_column(instances: list[Instance], typical: float, ndim: int) -> lis
     above and below it. The piece farthest off its line goes first if it is farther than
     :data:`OFF_COLUMN_DIAMETERS` typical body diameters (:data:`END_OF_COLUMN_DIAMETERS` for the
     first and the last piece, whose line is extrapolated), and the test is repeated without it.
-    Labelled levels and the sacrum are never dropped; fewer than four pieces are left as they
-    are (no line to compare with).
+    Labelled levels, the sacrum and pieces larger than :data:`LARGE_PIECE_BODIES` typical bodies
+    are never dropped; fewer than four pieces are left as they are (no line to compare with).
     """
     diameter = typical ** (1.0 / ndim)
     kept = list(instances)
@@ -375,7 +379,7 @@ def drop_off_column(instances: list[Instance], typical: float, ndim: int) -> lis
         along, across = centroids[:, 0], centroids[:, 1:]
         worst, worst_excess = None, 1.0
         for k, instance in enumerate(candidates):
-            if instance.label:
+            if instance.label or instance.size_mm > LARGE_PIECE_BODIES * typical:
                 continue
             others = [j for j in np.argsort(np.abs(along - along[k])) if j != k]
             cranial = [j for j in others if along[j] < along[k]][:COLUMN_NEIGHBOURS]
