@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from napari_vertebra import make_phantom, read_image
 from napari_vertebra.cli import main
@@ -244,6 +245,41 @@ def test_touching_bodies_are_split():
     assert len(instances) == 3
 
 
+def test_l5_lying_on_the_sacrum_over_a_broad_face_is_split_off():
+    # CT phantom 1002: at 1.4 mm slices the tilted L5 touches the sacrum over 281 voxels (no disc
+    # gap), which no thin-bridge erosion separates; the cranio-caudal cross-section still narrows
+    # to half of L5's at the disc. Without the split, L4 was named L5 and every level shifted.
+    phantom = make_phantom("ct", 1002, fracture_rate=0.35)
+    labels = phantom.labels.array
+    l5, sacrum = labels == level_id("L5"), labels == 26
+    assert ndimage.label(l5 | sacrum)[1] == 1  # one piece in a semantic mask
+    semantic = phantom.labels.with_array((labels > 0).astype(np.uint8))
+    counted = measure(semantic).table.set_index("level")
+    given = measure(phantom.labels).table.set_index("level")
+    assert counted.index.tolist() == given.index.tolist()
+    assert counted.index[-2:].tolist() == ["L5", "S1"]
+    difference = counted.loc["L5", HEIGHT_COLUMNS] - given.loc["L5", HEIGHT_COLUMNS]
+    assert np.abs(difference.to_numpy(float)).max() < 0.5
+
+
+def test_a_single_tilted_or_fractured_body_has_no_waist():
+    # The waist split must leave whole bodies whole: a strongly tilted body and a deep biconcave
+    # fracture (whose middle is half as tall as its walls) each stay one instance.
+    for fracture, tilt in (({}, 35.0), ({"L3": (3, "biconcave")}, 0.0)):
+        phantom = make_phantom(
+            "ct",
+            11,
+            levels=["L3"],
+            with_sacrum=False,
+            fractures=fracture,
+            tilt_deg=tilt,
+            curvature_deg=0,
+            spacing=1.0,
+        )
+        binary = (phantom.labels.array > 0).astype(np.uint8)
+        assert len(extract_instances(binary, phantom.labels.spacing)) == 1
+
+
 def test_whole_vertebrae_are_reduced_to_bodies():
     phantom = make_phantom("xr", 6, spacing=0.3, fracture_rate=0.3, crop_top=False)
     from_bodies = measure(phantom.labels).table.set_index("level")
@@ -305,9 +341,46 @@ def test_collapsed_ct_body_keeps_its_walls(kind):
     assert row["fracture_type"] == kind
 
 
+def _dished_body(spacing, shift, angles_deg, depth=40.0, width=50.0, height=26.0, dish=4.0):
+    """A box-shaped body whose endplates are dished by ``dish`` mm in the middle, the dish fading
+    to nothing at the lateral walls, turned by ``angles_deg`` and sampled at voxel centres."""
+    from scipy.spatial.transform import Rotation
+
+    rotation = Rotation.from_euler("zyx", angles_deg, degrees=True).as_matrix()
+    shape = tuple(int(np.ceil(70 / s)) for s in spacing)
+    points = np.indices(shape).reshape(3, -1).T * spacing + shift
+    local = (points - np.array(shape) * spacing / 2) @ rotation  # (cc, ap, lr) in the body
+    y, x, z = local.T
+    t = np.clip(x / depth + 0.5, 0, 1)
+    lateral = np.clip(1 - (2 * z / width) ** 2, 0, 1)
+    half = height / 2 - dish * 4 * t * (1 - t) * lateral
+    inside = (np.abs(x) <= depth / 2) & (np.abs(z) <= width / 2) & (np.abs(y) <= half)
+    return inside.reshape(shape)
+
+
+def test_3d_endplate_surface_is_cut_at_the_mid_sagittal_plane():
+    # Each endplate is fitted as a surface over the central half of the width; the dish fades
+    # towards the lateral walls, and the middle height must be the mid-sagittal plane's (18 mm
+    # here), not the band's average (about 18.7 mm).
+    from napari_vertebra.core.landmarks import volume_landmarks
+
+    spacing = np.array([2.0, 1.0, 1.0])
+    rng = np.random.default_rng(3)
+    middles, walls = [], []
+    for _ in range(4):
+        shift = rng.uniform(0, 2.0, 3)
+        mask = _dished_body(spacing, shift, (6, 4, 8))
+        geometry = volume_landmarks(mask, spacing, shift)
+        middles.append(geometry.middle_height_mm)
+        walls += [geometry.anterior_height_mm, geometry.posterior_height_mm]
+    assert np.abs(np.array(middles) - 18.0).max() < 0.2
+    assert np.abs(np.array(walls) - 26.0).max() < 1.0
+
+
 def test_3d_heights_are_the_distances_between_the_landmarks_shown():
-    # Averaged over several sagittal planes, heights and landmarks must still agree, so that a
-    # height can be checked (and recomputed in napari) from its two points.
+    # Heights come from endplate surfaces cut by the mid-sagittal plane and walls averaged over
+    # several planes; heights and landmarks must still agree, so that a height can be checked
+    # (and recomputed in napari) from its two points.
     from napari_vertebra.samples import lumbar_ct
 
     _, labels = lumbar_ct()  # the real CT's 3 mm planes differ from each other
@@ -409,9 +482,10 @@ def test_real_ct_whole_vertebra_labels_without_body_mask(shared_data):
 
 def test_real_ct_heights_against_totalsegmentator_report(shared_data):
     # The peer measures at 15 %, 50 % and 85 % of the depth (not at the walls) on a 3 mm grid in
-    # 1.5 mm steps: compare at its positions. 11 of the 15 heights agree within 3 mm; L1 anterior
-    # and posterior, L3 middle and L4 posterior differ by 3.0-4.0 mm (the issue's 3 mm is not
-    # met). The bound below is what holds today.
+    # 1.5 mm steps: compare at its positions. 12 of the 15 heights agree within 3 mm; L1 anterior
+    # and posterior and L4 posterior differ by 3.0-4.1 mm (the issue's 3 mm is not met: on the
+    # mid-sagittal plane the body mask itself is that tall there). The bound below is what holds
+    # today.
     folder = shared_data / "ct-lumbar-totalseg"
     result = measure(
         folder / "labels_totalseg.nii.gz",
@@ -427,7 +501,7 @@ def test_real_ct_heights_against_totalsegmentator_report(shared_data):
                 geo.height_at(fraction) - peer[f"vertebrae_{level}_height_{name}_mm"]
             )
     differences = np.abs(differences)
-    assert np.count_nonzero(differences <= 3.0) >= 11
+    assert np.count_nonzero(differences <= 3.0) >= 12
     assert differences.max() < 4.25
 
 
@@ -484,7 +558,7 @@ def test_tilting_the_spine_barely_changes_measurements(verse_labels, verse_measu
     change = np.abs(table.loc[normal, HEIGHT_COLUMNS] - verse_measured.loc[normal, HEIGHT_COLUMNS])
     # Nearest-neighbour resampling of a 1 x 1 x 2 mm label map changes the voxels themselves:
     # most heights move by less than 0.5 mm; the issue's 0.5 mm for every height is not met
-    # (T11 anterior moves by 0.8 mm at -8 degrees).
+    # (T11 anterior moves by 0.83 mm at -8 degrees).
     change = change.to_numpy()
     assert float(np.median(change)) <= 0.2
     assert np.mean(change <= 0.5) >= 0.85

@@ -56,6 +56,14 @@ PLANE_STEP_FRACTION = 0.5
 PLANE_COUNT, PLANE_SPREAD = 9, 0.08
 #: 3D: Gaussian anti-aliasing of the mask before sampling the planes (voxels).
 SMOOTHING_VOXELS = 0.6
+#: 3D: the endplate surfaces are fitted over this fraction of the body's width, centred on the
+#: mid-sagittal plane, in columns this far apart (mm; at least half the coarsest voxel).
+SURFACE_BAND, SURFACE_MIN_STEP_MM = 0.5, 1.0
+#: 3D: each column is searched for the endplate within ± this fraction of the body's height
+#: (plus two voxels) of the central plane's fit.
+SURFACE_WINDOW_FRACTION = 0.2
+#: 3D: fewer endplate columns than this, and the central plane's fit is used instead.
+SURFACE_MIN_COLUMNS = 24
 #: 3D: smoothing (in coarsest voxels) of the mask whose surface normals give the body axes.
 AXIS_SMOOTHING_VOXELS = 1.0
 
@@ -134,6 +142,31 @@ def profile_landmarks(
         put on the outline.
     """
     spacing = np.asarray(spacing, dtype=float)
+    if outline_tolerance_mm is None:
+        outline_tolerance_mm = OUTLINE_TOLERANCE_VOXELS * float(spacing.max())
+    plane = _fit_plane(image, spacing, origin, e_cc, iterations, corner_margin_mm)
+    return _geometry(plane.fit, plane.center, plane.e_cc, plane.e_ap, outline_tolerance_mm)
+
+
+@dataclass
+class _PlaneFit:
+    """The endplate fit of one 2D profile, in its own frame (origin at ``center``)."""
+
+    fit: dict
+    center: np.ndarray
+    e_cc: np.ndarray
+    e_ap: np.ndarray
+
+
+def _fit_plane(
+    image: np.ndarray,
+    spacing: np.ndarray,
+    origin: np.ndarray | tuple[float, float],
+    e_cc: np.ndarray | None,
+    iterations: int,
+    corner_margin_mm: float,
+) -> _PlaneFit:
+    """Outline, walls and endplates of a 2D profile, the frame turned until they are symmetric."""
     origin = np.asarray(origin, dtype=float)
     outline = _outline(image, spacing, origin)
     weights = np.asarray(image, dtype=float)
@@ -157,9 +190,7 @@ def profile_landmarks(
         if e_ap[1] < 0:
             e_ap = -e_ap
         fit = _fit_profile(outline - center, e_cc, e_ap, corner_margin_mm)
-    if outline_tolerance_mm is None:
-        outline_tolerance_mm = OUTLINE_TOLERANCE_VOXELS * float(spacing.max())
-    return _geometry(fit, center, e_cc, e_ap, outline_tolerance_mm)
+    return _PlaneFit(fit, center, e_cc, e_ap)
 
 
 def _is_right_handed(e_cc: np.ndarray, e_ap: np.ndarray) -> bool:
@@ -213,6 +244,7 @@ def _fit_profile(
         "top": plates["top"],
         "bottom": plates["bottom"],
         "residual": float(max(residuals)),
+        "height": float(height),
     }
 
 
@@ -400,10 +432,13 @@ def volume_landmarks(
 ) -> BodyGeometry:
     """Landmarks of a body from a 3D mask on its own mid-sagittal plane (world mm, I, P, L).
 
-    The mask is smoothed slightly (anti-aliasing of the voxel staircase) and the 2D method runs on
+    The mask is smoothed slightly (anti-aliasing of the voxel staircase). The 2D method runs on
     :data:`PLANE_COUNT` planes parallel to the mid-sagittal plane within ±:data:`PLANE_SPREAD` of
-    the body's width; their landmarks are averaged onto the mid-sagittal plane. Averaging planes
-    that cut the slice grid at different places reduces the quantisation error of thick slices.
+    the body's width; it gives the body's frame, its walls and the ends of its endplates, averaged
+    onto the mid-sagittal plane. Each endplate is then fitted as a surface over the central
+    :data:`SURFACE_BAND` of the width (:func:`_endplate_surface`) and cut by the mid-sagittal
+    plane: the staircase of thick slices lies at a different phase in each column, so the
+    surface averages it out where a single plane cannot.
     """
     spacing = np.asarray(spacing, dtype=float)
     origin = np.asarray(origin, dtype=float)
@@ -424,7 +459,8 @@ def volume_landmarks(
     yy, xx = np.meshgrid(offsets, offsets, indexing="ij")  # rows along e_cc, columns along e_ap
     plane_points = yy[..., None] * e_cc + xx[..., None] * e_ap
     margin = max(CORNER_MARGIN_MM, 1.5 * float(spacing.max()))
-    fits = []
+    to_world = np.stack([e_cc, e_ap], axis=1)  # plane (row, col) mm -> world offset
+    planes = []
     # The mid-sagittal plane first; the planes beside it start from its converged frame.
     offsets_lr = np.linspace(-PLANE_SPREAD, PLANE_SPREAD, PLANE_COUNT) * width
     start = None
@@ -434,56 +470,187 @@ def volume_landmarks(
             smooth, voxel.reshape(-1, 3).T, order=1, mode="constant"
         ).reshape(yy.shape)
         try:
-            fit = profile_landmarks(
-                fraction,
-                (step, step),
-                (-radius, -radius),
-                e_cc=start,
-                corner_margin_mm=margin,
-                outline_tolerance_mm=OUTLINE_TOLERANCE_VOXELS * float(spacing.max()),
+            plane = _fit_plane(
+                fraction, np.array([step, step]), (-radius, -radius), start, 30, margin
             )
         except ValueError:
             continue
-        fits.append(fit)
-        start = fit.e_cc if start is None else start
-    if not fits:
+        planes.append((dz, plane))
+        start = plane.e_cc if start is None else start
+    if not planes:
         raise ValueError("no sagittal plane of the body could be measured")
-    to_world = np.stack([e_cc, e_ap], axis=1)  # plane (row, col) mm -> world offset
-
-    def lift(p: np.ndarray) -> np.ndarray:
-        return center + to_world @ p
-
-    heights = {
-        name: float(np.mean([getattr(f, f"{name}_height_mm") for f in fits]))
-        for name in ("anterior", "middle", "posterior")
-    }
-    landmarks = {}
-    for name, height in heights.items():
-        # Averaging the planes' points would shorten a height whose direction differs between
-        # planes; each pair keeps its mean midpoint and direction and the planes' mean height,
-        # so that the height is still the distance between the two landmarks shown.
-        upper = np.array([f.landmarks[f"upper_{name}"] for f in fits])
-        lower = np.array([f.landmarks[f"lower_{name}"] for f in fits])
-        middle = lift(np.mean((upper + lower) / 2, axis=0))
-        direction = to_world @ np.mean(lower - upper, axis=0)
-        direction /= np.linalg.norm(direction)
-        landmarks[f"upper_{name}"] = middle - height / 2 * direction
-        landmarks[f"lower_{name}"] = middle + height / 2 * direction
-    landmarks = {name: landmarks[name] for name in LANDMARK_NAMES}
-    e_cc3 = to_world @ np.mean([f.e_cc for f in fits], axis=0)
-    e_ap3 = to_world @ np.mean([f.e_ap for f in fits], axis=0)
-    return BodyGeometry(
-        landmarks=landmarks,
-        anterior_height_mm=heights["anterior"],
-        middle_height_mm=heights["middle"],
-        posterior_height_mm=heights["posterior"],
-        center=lift(np.mean([f.center for f in fits], axis=0)),
-        e_cc=e_cc3 / np.linalg.norm(e_cc3),
-        e_ap=e_ap3 / np.linalg.norm(e_ap3),
-        depth_mm=float(np.mean([f.depth_mm for f in fits])),
-        fit_residual_mm=float(np.max([f.fit_residual_mm for f in fits])),
-        height_profile=np.mean([f.height_profile for f in fits], axis=0),
+    # The common frame is the most central plane's, lifted to the world.
+    dz0, central = planes[0]
+    frame_center = center + dz0 * e_lr + to_world @ central.center
+    frame_cc, frame_ap = to_world @ central.e_cc, to_world @ central.e_ap
+    fit = _walls_in_frame(planes, center, e_lr, to_world, frame_center, frame_cc, frame_ap)
+    fit["x_m"] = 0.5 * (fit["x_a"] + fit["x_p"])
+    inner_margin = max(margin, 0.06 * (fit["x_p"] - fit["x_a"]))
+    sampler = _ColumnSampler(smooth, spacing, padded_origin, frame_center, frame_cc, frame_ap)
+    residuals = []
+    for side in ("top", "bottom"):
+        plate = fit[side]
+        guess = central.fit[side]["coeffs"]
+        try:
+            coeffs, span, residual = _endplate_surface(
+                sampler,
+                plate["sign"],
+                (plate["front"] + inner_margin, plate["back"] - inner_margin),
+                guess,
+                SURFACE_BAND * width,
+                central.fit["height"],
+            )
+        except ValueError:
+            # Too few columns (a small or irregular body): the central plane's own fit.
+            coeffs, span = guess, central.fit[side]["range"]
+            residual = central.fit["residual"]
+        plate["coeffs"], plate["range"] = coeffs, span
+        residuals.append(residual)
+    fit["residual"] = float(max(residuals))
+    geometry = _geometry(
+        fit, frame_center, frame_cc, frame_ap, OUTLINE_TOLERANCE_VOXELS * float(spacing.max())
     )
+    geometry.landmarks = {name: geometry.landmarks[name] for name in LANDMARK_NAMES}
+    return geometry
+
+
+def _walls_in_frame(
+    planes: list[tuple[float, _PlaneFit]],
+    center: np.ndarray,
+    e_lr: np.ndarray,
+    to_world: np.ndarray,
+    frame_center: np.ndarray,
+    frame_cc: np.ndarray,
+    frame_ap: np.ndarray,
+) -> dict:
+    """The walls, the endplates' ends and the outline's extents near them, averaged over planes.
+
+    Each plane has its own centre and (nearly the same) frame; its positions are lifted to the
+    world and projected on the common frame before they are averaged.
+    """
+
+    def common(dz: float, plane: _PlaneFit, x: float, y: float) -> np.ndarray:
+        point = center + dz * e_lr + to_world @ (plane.center + x * plane.e_ap + y * plane.e_cc)
+        offset = point - frame_center
+        return np.array([offset @ frame_ap, offset @ frame_cc])
+
+    walls = {"x_a": [], "x_p": []}
+    ends = {
+        side: {"front": [], "back": [], "extent_front": [], "extent_back": []}
+        for side in ("top", "bottom")
+    }
+    for dz, plane in planes:
+        walls["x_a"].append(common(dz, plane, plane.fit["x_a"], 0.0)[0])
+        walls["x_p"].append(common(dz, plane, plane.fit["x_p"], 0.0)[0])
+        for side, values in ends.items():
+            plate = plane.fit[side]
+            front = common(dz, plane, plate["front"], plate["extent_front"])
+            back = common(dz, plane, plate["back"], plate["extent_back"])
+            values["front"].append(front[0])
+            values["back"].append(back[0])
+            values["extent_front"].append(front[1])
+            values["extent_back"].append(back[1])
+    fit = {name: float(np.mean(values)) for name, values in walls.items()}
+    for side, values in ends.items():
+        fit[side] = {"sign": planes[0][1].fit[side]["sign"]}
+        fit[side].update({name: float(np.mean(v)) for name, v in values.items()})
+    return fit
+
+
+@dataclass
+class _ColumnSampler:
+    """Samples the smoothed mask at body-frame points (x along ``e_ap``, y along ``e_cc``, z)."""
+
+    smooth: np.ndarray
+    spacing: np.ndarray
+    origin: np.ndarray
+    center: np.ndarray
+    e_cc: np.ndarray
+    e_ap: np.ndarray
+
+    def __call__(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        e_lr = np.cross(self.e_cc, self.e_ap)
+        # Body-frame mm to voxel index, axis by axis (cheaper than building world points).
+        start = (self.center - self.origin) / self.spacing
+        steps = [axis / self.spacing for axis in (self.e_ap, self.e_cc, e_lr)]
+        voxel = np.stack(
+            [start[i] + x * steps[0][i] + y * steps[1][i] + z * steps[2][i] for i in range(3)]
+        ).reshape(3, -1)
+        values = ndimage.map_coordinates(self.smooth, voxel, order=1, mode="constant")
+        return values.reshape(np.shape(x))
+
+
+def _endplate_surface(
+    sampler: _ColumnSampler,
+    sign: float,
+    span: tuple[float, float],
+    guess: np.ndarray,
+    band_mm: float,
+    height_mm: float,
+) -> tuple[np.ndarray, tuple[float, float], float]:
+    """One endplate as a surface over the central band of the body, cut at the mid-sagittal plane.
+
+    Columns along the body's cranio-caudal axis, on a grid of ``x`` in ``span`` and ``|z|`` up to
+    ``band_mm / 2``, are searched for the outline (the smoothed mask's 0.5 crossing) from outside
+    the body inwards, within a window around the central plane's fit ``guess``. Columns that are
+    within 1.5 voxels of a lateral wall, or find no crossing, are left out. The crossings are
+    fitted by ``y = P(x) + z Q(x) + z² R(x)`` with P, Q, R quadratic in ``x`` except for the
+    highest terms of Q and R (a dished endplate is deepest in its middle and flattens towards the
+    lateral walls); points off by more than three robust deviations are dropped once and the
+    surface refitted. Returns the coefficients of ``P`` (``np.polyval`` order), the ``x`` range
+    fitted and the RMS residual (mm).
+    """
+    coarse = float(sampler.spacing.max())
+    grid_step = max(0.5 * coarse, SURFACE_MIN_STEP_MM)
+    xs = np.arange(span[0], span[1] + 1e-9, grid_step)
+    half_band = 0.5 * band_mm
+    # Symmetric about the mid-sagittal plane, so that a mirrored body gives the same fit.
+    zs = grid_step * np.arange(-int(half_band // grid_step), int(half_band // grid_step) + 1)
+    if xs.size < 4 or zs.size < 1:
+        raise ValueError("the endplate is too small for a surface fit")
+    gx, gz = (a.ravel() for a in np.meshgrid(xs, zs, indexing="ij"))
+    # Away from the lateral walls: the column is inside the body at mid-height 1.5 voxels to
+    # either side.
+    side_step = 1.5 * coarse
+    zero = np.zeros_like(gx)
+    inside = (sampler(gx, zero, gz - side_step) >= 0.5) & (sampler(gx, zero, gz + side_step) >= 0.5)
+    gx, gz = gx[inside], gz[inside]
+    window = SURFACE_WINDOW_FRACTION * height_mm + 2 * coarse
+    ds = 0.5 * float(sampler.spacing.min())
+    # Outward is -y for the upper endplate (sign +1), +y for the lower one.
+    s = np.arange(window, -window - 1e-9, -ds)  # from outside to inside
+    y0 = np.polyval(guess, gx)
+    ys = y0[:, None] - sign * s[None, :]
+    values = sampler(
+        np.broadcast_to(gx[:, None], ys.shape), ys, np.broadcast_to(gz[:, None], ys.shape)
+    )
+    above = values >= 0.5
+    first = np.argmax(above, axis=1)
+    valid = above.any(axis=1) & (first > 0)
+    rows = np.nonzero(valid)[0]
+    k = first[rows]
+    v0, v1 = values[rows, k - 1], values[rows, k]
+    t = (0.5 - v0) / np.maximum(v1 - v0, 1e-6)
+    crossing = ys[rows, k - 1] + t * (ys[rows, k] - ys[rows, k - 1])
+    x, z = gx[rows], gz[rows]
+    if x.size < SURFACE_MIN_COLUMNS or np.ptp(x) < 0.5 * (span[1] - span[0]):
+        raise ValueError("too few endplate columns for a surface fit")
+    half_depth = max(0.5 * (span[1] - span[0]), 1e-6)
+    scale_z = max(half_band, 1e-6)
+    u, w = x / half_depth, z / scale_z
+    design = np.stack([np.ones_like(u), u, u**2, w, u * w, w**2, u * w**2, u**2 * w**2], axis=1)
+    keep = np.ones(len(u), bool)
+    for _ in range(2):
+        coeffs, *_ = np.linalg.lstsq(design[keep], crossing[keep], rcond=None)
+        residual = crossing - design @ coeffs
+        deviation = 1.4826 * np.median(np.abs(residual[keep] - np.median(residual[keep])))
+        keep = np.abs(residual) <= max(3 * deviation, 0.25 * float(sampler.spacing.min()))
+        if np.count_nonzero(keep) < SURFACE_MIN_COLUMNS:
+            raise ValueError("too few endplate columns for a surface fit")
+    rms = float(np.sqrt(np.mean(residual[keep] ** 2)))
+    c0, c1, c2 = coeffs[:3]
+    poly = np.array([c2 / half_depth**2, c1 / half_depth, c0])
+    return poly, (float(x[keep].min()), float(x[keep].max())), rms
 
 
 def body_landmarks(
