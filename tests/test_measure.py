@@ -505,6 +505,42 @@ def test_real_ct_heights_against_totalsegmentator_report(shared_data):
     assert differences.max() < 4.25
 
 
+@pytest.mark.parametrize("codes", [("P", "I", "L"), ("S", "L", "A")])
+def test_a_volume_stored_rotated_or_flipped_gives_the_same_measurements(
+    shared_data, tmp_path, codes
+):
+    # The same CT labels stored with their axes permuted and flipped (90 degree rotations and
+    # mirrorings of the array, the affine kept true to the patient): nothing moves.
+    import nibabel as nib
+    from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
+
+    folder = shared_data / "ct-lumbar-totalseg"
+    stored = {}
+    for name in ("labels_totalseg.nii.gz", "body_disc_mask.nii.gz"):
+        image = nib.load(folder / name)
+        turned = image.as_reoriented(
+            ornt_transform(io_orientation(image.affine), axcodes2ornt(codes))
+        )
+        assert nib.aff2axcodes(turned.affine) == codes
+        stored[name] = tmp_path / name
+        nib.save(turned, stored[name])
+    original = measure(
+        folder / "labels_totalseg.nii.gz",
+        scheme="totalsegmentator",
+        body_mask=folder / "body_disc_mask.nii.gz",
+    ).table.set_index("level")
+    turned = measure(
+        stored["labels_totalseg.nii.gz"],
+        scheme="totalsegmentator",
+        body_mask=stored["body_disc_mask.nii.gz"],
+    ).table.set_index("level")
+    assert turned.index.tolist() == original.index.tolist()
+    columns = HEIGHT_COLUMNS + ["vcr_percent", "wedge_angle_deg"]
+    change = np.abs(turned[columns].to_numpy(float) - original[columns].to_numpy(float))
+    assert np.nanmax(change) < 1e-6
+    assert turned["genant_grade"].equals(original["genant_grade"])
+
+
 @pytest.fixture(scope="module")
 def verse_labels(shared_data):
     return read_image(
