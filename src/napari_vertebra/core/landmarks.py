@@ -16,9 +16,11 @@ quantitative morphometry, Genant et al. 1993, seed 002).
 3D: the body's cranio-caudal axis starts from the local direction of the spine (or the dominant
 direction of the surface normals), the longest axis of the cross-section is left-right; the
 slightly smoothed mask is resampled on planes parallel to
-the body's mid-sagittal plane near its centroid, the 2D method runs on each and the results are
-averaged onto the mid-sagittal plane. Rotation, tilt and scoliosis therefore do not bias the
-heights, and averaging planes reduces the quantisation error of thick slices.
+the body's mid-sagittal plane near its centroid, and the 2D method runs on each: they give the
+body's frame, walls and endplate ends, averaged onto the mid-sagittal plane. Each endplate is then
+fitted as a surface over the central half of the width and cut by the mid-sagittal plane.
+Rotation, tilt and scoliosis therefore do not bias the heights, and the surface reduces the
+quantisation error of thick slices.
 """
 
 from __future__ import annotations
