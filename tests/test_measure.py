@@ -576,6 +576,20 @@ def test_verse_sample_l5_is_not_a_fracture(verse_measured):
     assert verse_measured.loc["L5", "anterior_height_mm"] > 24
 
 
+def test_verse_sample_as_one_semantic_mask_of_whole_vertebrae(verse_labels, verse_measured):
+    # All nine whole vertebrae painted with one value touch at their joints: one piece, which no
+    # thin-bridge erosion splits. The waists at the discs (the cross-section falls to 24-60 % of
+    # the bodies') separate them; counted down from T9 they get the levels and heights of the
+    # labelled map. (Before, the whole column was measured as one body.)
+    semantic = verse_labels.with_array((verse_labels.array > 0).astype(np.uint8))
+    assert ndimage.label(semantic.array)[1] == 1
+    table = measure(semantic, whole_vertebrae=True, top_level="T9").table.set_index("level")
+    assert table.index.tolist() == verse_measured.index.tolist()
+    change = np.abs(table[HEIGHT_COLUMNS] - verse_measured[HEIGHT_COLUMNS]).to_numpy(float)
+    assert change.max() < 0.5
+    assert table["genant_grade"].tolist() == verse_measured["genant_grade"].tolist()
+
+
 def test_mirroring_left_right_does_not_change_measurements(verse_labels, verse_measured):
     mirrored = verse_labels.with_array(verse_labels.array[:, :, ::-1].copy())
     table = measure(mirrored, whole_vertebrae=True).table.set_index("level")

@@ -43,9 +43,10 @@ END_OF_COLUMN_DIAMETERS = 2.0
 #: A bridge across a disc thinner than this (mm) is cut when separating touching bodies.
 MAX_BRIDGE_MM = 2.0
 #: A component whose cranio-caudal cross-section narrows to this share of its widest section on
-#: both sides is two stacked parts touching over a broad face (L5 on the sacrum at 1.4 mm slices
-#: narrows to 0.51 of L5's section); each part must hold this share of the other's voxels.
-WAIST_SHARE, WAIST_MIN_PART = 0.6, 0.2
+#: both sides is stacked parts touching over a broad face (L5 on the sacrum at 1.4 mm slices
+#: narrows to 0.51 of L5's section, whole vertebrae at their discs to 0.2-0.45); each part must
+#: hold this share of the median part's voxels (a lump on a body is not a part).
+WAIST_SHARE, WAIST_MIN_PART = 0.65, 0.25
 
 
 @dataclass
@@ -189,9 +190,12 @@ def isolate_body(mask: np.ndarray) -> np.ndarray:
 
 
 def _split_touching(mask: np.ndarray, spacing: np.ndarray) -> list[np.ndarray]:
-    """Split a component at thin bridges (≤ MAX_BRIDGE_MM) by erosion then constrained growth."""
+    """Split a component into bodies: at thin bridges (≤ MAX_BRIDGE_MM) by erosion then
+    constrained growth, and each part at the waists between stacked parts (:func:`_split_at_waist`).
+    """
     from skimage.segmentation import watershed
 
+    parts = [mask]
     steps = int(np.ceil(MAX_BRIDGE_MM / 2 / spacing.min()))
     for radius in range(1, steps + 1):
         eroded = ndimage.binary_erosion(mask, iterations=radius)
@@ -207,21 +211,59 @@ def _split_touching(mask: np.ndarray, spacing: np.ndarray) -> list[np.ndarray]:
             markers[seeds == old] = new
         distance = ndimage.distance_transform_edt(mask, sampling=spacing)
         grown = watershed(-distance, markers, mask=mask)
-        return [grown == k for k in range(1, len(big) + 1)]
-    return _split_at_waist(mask, spacing)
+        parts = [grown == k for k in range(1, len(big) + 1)]
+        break
+    return [piece for part in parts for piece in _split_at_waist(part, spacing)]
+
+
+def _waist_rows(area: np.ndarray) -> list[int]:
+    """Indices of the waists of a cross-section profile, cranial to caudal.
+
+    The profile is cut where it falls to :data:`WAIST_SHARE` of its highest value on both sides,
+    at the deepest such place first, then again within each side. A part between cuts that holds
+    less than :data:`WAIST_MIN_PART` of the median part is joined to its neighbour across the
+    shallower of its waists.
+    """
+    cuts: list[int] = []
+
+    def cut(low: int, high: int) -> None:
+        segment = area[low:high]
+        if segment.size < 5:
+            return
+        above = np.maximum.accumulate(segment)
+        below = np.maximum.accumulate(segment[::-1])[::-1]
+        share = np.full(segment.shape, np.inf)
+        share[1:-1] = segment[1:-1] / np.maximum(np.minimum(above[:-2], below[2:]), 1e-9)
+        waist = int(np.argmin(share))
+        if share[waist] > WAIST_SHARE:
+            return
+        cuts.append(low + waist)
+        cut(low, low + waist)
+        cut(low + waist + 1, high)
+
+    cut(0, len(area))
+    cuts.sort()
+    while cuts:
+        bounds = [0, *cuts, len(area)]
+        volumes = np.array([area[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+        smallest = int(np.argmin(volumes))
+        if volumes[smallest] >= WAIST_MIN_PART * np.median(volumes):
+            break
+        sides = [i for i in (smallest - 1, smallest) if 0 <= i < len(cuts)]
+        cuts.pop(max(sides, key=lambda i: area[cuts[i]]))
+    return cuts
 
 
 def _split_at_waist(mask: np.ndarray, spacing: np.ndarray) -> list[np.ndarray]:
-    """Split a component that narrows to a waist between two stacked parts (or keep it whole).
+    """Split a component at the waists between parts stacked cranio-caudally (or keep it whole).
 
-    Bodies that touch over a broad face (a tilted L5 lying on the sacrum at thick slices, with no
-    disc gap left) survive the thin-bridge erosion. Their cross-section along the cranio-caudal
-    axis (canonical axis 0) still narrows at the disc: where it falls to :data:`WAIST_SHARE` of
-    the widest cross-section on both sides, the part above and the part below each seed a
-    watershed of the distance map, which meets at the narrowest contact (also where the disc is
-    tilted). A single body has no such waist: its cross-section rises, stays and falls, whatever
-    its tilt or fracture. Both parts must hold at least :data:`WAIST_MIN_PART` of the other's
-    voxels, so that a lump on a body is not split off.
+    Bodies that touch over a broad face (a tilted L5 lying on the sacrum at thick slices with no
+    disc gap left, or whole vertebrae of a semantic mask touching at their joints) survive the
+    thin-bridge erosion. Their cross-section along the cranio-caudal axis (canonical axis 0)
+    still narrows at each disc (:func:`_waist_rows`). The core of each part between waists (its
+    voxels at least half as deep inside as its deepest) seeds a watershed of the distance map,
+    which meets at the narrowest contact, also where a disc is tilted. A single body has no
+    waist: its cross-section rises, stays and falls, whatever its tilt or fracture.
     """
     from skimage.segmentation import watershed
 
@@ -229,27 +271,21 @@ def _split_at_waist(mask: np.ndarray, spacing: np.ndarray) -> list[np.ndarray]:
     rows = np.nonzero(area)[0]
     if rows.size < 5:
         return [mask]
-    area = area[rows[0] : rows[-1] + 1]
-    above = np.maximum.accumulate(area)
-    below = np.maximum.accumulate(area[::-1])[::-1]
-    share = np.full(area.shape, np.inf)
-    share[1:-1] = area[1:-1] / np.minimum(above[:-2], below[2:])
-    waist = int(np.argmin(share))
-    if share[waist] > WAIST_SHARE:
+    cuts = [rows[0] + c for c in _waist_rows(area[rows[0] : rows[-1] + 1])]
+    if not cuts:
         return [mask]
-    cut = rows[0] + waist
     distance = ndimage.distance_transform_edt(mask, sampling=spacing)
     markers = np.zeros(mask.shape, np.int32)
-    for marker, part in ((1, slice(None, cut)), (2, slice(cut + 1, None))):
+    bounds = [rows[0], *cuts, rows[-1] + 1]
+    for marker, (low, high) in enumerate(zip(bounds[:-1], bounds[1:], strict=True), start=1):
+        # The waist row itself belongs to no core.
+        part = slice(low + (marker > 1), high)
         core = np.zeros(mask.shape, bool)
         core[part] = distance[part] >= 0.5 * distance[part].max()
         markers[core] = marker
     grown = watershed(-distance, markers, mask=mask)
-    parts = [grown == 1, grown == 2]
-    sizes = [int(p.sum()) for p in parts]
-    if min(sizes) < WAIST_MIN_PART * max(sizes):
-        return [mask]
-    return parts
+    parts = [grown == k for k in range(1, len(bounds))]
+    return [p for p in parts if p.any()]
 
 
 def extract_instances(
