@@ -44,7 +44,8 @@ END_OF_COLUMN_DIAMETERS = 2.0
 MAX_BRIDGE_MM = 2.0
 #: A component whose cranio-caudal cross-section narrows to this share of its widest section on
 #: both sides is stacked parts touching over a broad face (L5 on the sacrum at 1.4 mm slices
-#: narrows to 0.51 of L5's section, whole vertebrae at their discs to 0.2-0.45); each part must
+#: narrows to 0.51 of L5's section, the VerSe sample's whole vertebrae at their discs to
+#: 0.24-0.60; a single whole vertebra of the real CTs here to 0.73 at the least); each part must
 #: hold this share of the median part's voxels (a lump on a body is not a part).
 WAIST_SHARE, WAIST_MIN_PART = 0.65, 0.25
 
@@ -281,7 +282,7 @@ def _split_at_waist(mask: np.ndarray, spacing: np.ndarray) -> list[np.ndarray]:
         # The waist row itself belongs to no core.
         part = slice(low + (marker > 1), high)
         core = np.zeros(mask.shape, bool)
-        core[part] = distance[part] >= 0.5 * distance[part].max()
+        core[part] = mask[part] & (distance[part] >= 0.5 * distance[part].max())
         markers[core] = marker
     grown = watershed(-distance, markers, mask=mask)
     parts = [grown == k for k in range(1, len(bounds))]
