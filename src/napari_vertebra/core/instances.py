@@ -194,8 +194,6 @@ def _split_touching(mask: np.ndarray, spacing: np.ndarray) -> list[np.ndarray]:
     """Split a component into bodies: at thin bridges (≤ MAX_BRIDGE_MM) by erosion then
     constrained growth, and each part at the waists between stacked parts (:func:`_split_at_waist`).
     """
-    from skimage.segmentation import watershed
-
     parts = [mask]
     steps = int(np.ceil(MAX_BRIDGE_MM / 2 / spacing.min()))
     for radius in range(1, steps + 1):
@@ -210,9 +208,7 @@ def _split_touching(mask: np.ndarray, spacing: np.ndarray) -> list[np.ndarray]:
         markers = np.zeros(mask.shape, np.int32)
         for new, old in enumerate(big, start=1):
             markers[seeds == old] = new
-        distance = ndimage.distance_transform_edt(mask, sampling=spacing)
-        grown = watershed(-distance, markers, mask=mask)
-        parts = [grown == k for k in range(1, len(big) + 1)]
+        parts = _grow_cores(mask, markers, ndimage.distance_transform_edt(mask, sampling=spacing))
         break
     return [piece for part in parts for piece in _split_at_waist(part, spacing)]
 
@@ -266,8 +262,6 @@ def _split_at_waist(mask: np.ndarray, spacing: np.ndarray) -> list[np.ndarray]:
     which meets at the narrowest contact, also where a disc is tilted. A single body has no
     waist: its cross-section rises, stays and falls, whatever its tilt or fracture.
     """
-    from skimage.segmentation import watershed
-
     area = mask.reshape(mask.shape[0], -1).sum(axis=1).astype(float)
     rows = np.nonzero(area)[0]
     if rows.size < 5:
@@ -284,8 +278,16 @@ def _split_at_waist(mask: np.ndarray, spacing: np.ndarray) -> list[np.ndarray]:
         core = np.zeros(mask.shape, bool)
         core[part] = mask[part] & (distance[part] >= 0.5 * distance[part].max())
         markers[core] = marker
+    return _grow_cores(mask, markers, distance)
+
+
+def _grow_cores(mask: np.ndarray, markers: np.ndarray, distance: np.ndarray) -> list[np.ndarray]:
+    """The parts of ``mask`` grown from the numbered cores in ``markers`` over the distance map
+    (watershed: neighbouring parts meet at the narrowest contact)."""
+    from skimage.segmentation import watershed
+
     grown = watershed(-distance, markers, mask=mask)
-    parts = [grown == k for k in range(1, len(bounds))]
+    parts = [grown == k for k in range(1, int(markers.max()) + 1)]
     return [p for p in parts if p.any()]
 
 

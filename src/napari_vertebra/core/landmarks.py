@@ -596,11 +596,11 @@ def _endplate_surface(
     ``band_mm / 2``, are searched for the outline (the smoothed mask's 0.5 crossing) from outside
     the body inwards, within a window around the central plane's fit ``guess``. Columns that are
     within 1.5 voxels of a lateral wall, or find no crossing, are left out. The crossings are
-    fitted by ``y = P(x) + z Q(x) + z² R(x)`` with P, Q, R quadratic in ``x`` except for the
-    highest terms of Q and R (a dished endplate is deepest in its middle and flattens towards the
-    lateral walls); points off by more than three robust deviations are dropped once and the
-    surface refitted. Returns the coefficients of ``P`` (``np.polyval`` order), the ``x`` range
-    fitted and the RMS residual (mm).
+    fitted by ``y = P(x) + z Q(x) + z² R(x)`` with P and R quadratic and Q linear in ``x`` (a
+    dished endplate is deepest in its middle and flattens towards the lateral walls); points
+    off by more than three robust deviations are dropped once and the surface refitted. Returns
+    the coefficients of ``P`` (``np.polyval`` order), the ``x`` range fitted and the RMS
+    residual (mm).
     """
     coarse = float(sampler.spacing.max())
     grid_step = max(0.5 * coarse, SURFACE_MIN_STEP_MM)
