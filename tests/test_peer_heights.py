@@ -10,9 +10,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
+from napari_vertebra import read_image
 from napari_vertebra.core.labels import to_verse
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_heights.py"
@@ -28,10 +28,13 @@ def _load_script():
 def test_reimplemented_procedure_reproduces_the_peer_report(shared_data):
     peer = _load_script()
     folder = shared_data / "ct-lumbar-totalseg"
-    image = nib.load(folder / "labels_totalseg.nii.gz")
-    labels = to_verse(np.asarray(image.dataobj).astype(int), "totalsegmentator")
-    body = np.asarray(nib.load(folder / "body_disc_mask.nii.gz").dataobj) == 1
-    heights = peer.peer_heights(labels, body, float(image.header.get_zooms()[0]))
+    labels = read_image(folder / "labels_totalseg.nii.gz", kind="labels")
+    body = read_image(folder / "body_disc_mask.nii.gz", kind="labels")
+    heights = peer.peer_heights(
+        peer.to_ras(labels.with_array(to_verse(labels.array, "totalsegmentator"))),
+        peer.to_ras(body) == 1,
+        float(labels.spacing[0]),
+    )
     reported = json.loads((folder / "peer_spine_report.json").read_text())["results"]
     # T11 and T12 touch the field's border and S1 is never measured, as in the report.
     assert sorted(heights) == ["L1", "L2", "L3", "L4", "L5"]
