@@ -8,11 +8,11 @@ import pytest
 
 from napari_vertebra import make_phantom
 from napari_vertebra.cli import main
-from napari_vertebra.core.io import write_nifti
-from napari_vertebra.core.labels import SACRUM
+from napari_vertebra.core.io import read_image, write_nifti
+from napari_vertebra.core.labels import SACRUM, to_verse
 from napari_vertebra.core.segment.card import read_card, verify
 from napari_vertebra.core.train import TrainConfig, train
-from napari_vertebra.core.train.augment import augment, random_crop
+from napari_vertebra.core.train.augment import Augmentation, augment, coarsen, random_crop
 from napari_vertebra.core.train.loop import XR_PREPROCESSING
 from napari_vertebra.core.train.sources import DataSpecError, bodies_of, pairs_from_spec
 from napari_vertebra.core.train.targets import (
@@ -106,6 +106,52 @@ def test_augmentation_keeps_labels_aligned_and_never_turns_the_spine_upside_down
     assert out_image[0][out_target == 1].mean() > out_image[0][out_target == 0].mean()
 
 
+def test_coarsening_removes_detail_finer_than_the_coarse_voxel_and_keeps_the_rest():
+    rows, columns = np.mgrid[0:96, 0:96]
+    fine = ((rows + columns) % 2).astype(np.float32)  # a one-voxel checkerboard
+    coarse_edge = (columns >= 48).astype(np.float32)  # one wide step
+    stack = np.stack([fine, coarse_edge, coarse_edge])
+    out = coarsen(stack, 3.0)
+    assert out.shape == stack.shape and out.dtype == stack.dtype
+    assert np.array_equal(coarsen(stack, 1.0), stack)
+    # The checkerboard is averaged away (left of the step, which the neighbouring slices mix
+    # in); the step keeps its place and its two levels, only its edge spreads over a few voxels.
+    away = (slice(8, -8), slice(8, 36))
+    assert out[0][away].std() < 0.05 * fine.std()
+    assert out[0][away].mean() > 0.2
+    edge = out[2][48]
+    assert edge[:40].max() < 0.1 and edge[57:].min() > 0.9
+    assert 0.2 < edge[47:49].mean() < 0.8
+    assert 1 <= np.count_nonzero((edge > 0.05) & (edge < 0.95)) <= 8
+    # The neighbouring slices of a 2.5D stack are averaged too.
+    assert np.abs(out[1] - out[2]).max() > 0.05
+
+
+def test_augmentation_strengths_are_checked_and_coarsening_is_applied(tmp_path):
+    with pytest.raises(ValueError, match="unknown augmentation blurr"):
+        _config(tmp_path, augmentation={"blurr": 1.0})
+    rng = np.random.default_rng(1)
+    image = np.zeros((1, 64, 64), np.float32)
+    image[0, :, 32:] = 1.0
+    target = np.zeros((64, 64), np.int64)
+    only_coarsen = Augmentation(
+        rotation_deg=0,
+        scale=0,
+        elastic_px=0,
+        flip_ap=0,
+        gamma=0,
+        contrast=0,
+        blur_px=0,
+        noise=0,
+        coarsen=4.0,
+    )
+    ramps = [
+        np.count_nonzero((out[0, 10] > 0.01) & (out[0, 10] < 0.99))
+        for out, _ in (augment(image, target, rng, only_coarsen) for _ in range(12))
+    ]
+    assert 0 in ramps and max(ramps) >= 2  # about half the draws are coarsened
+
+
 def test_whole_vertebra_masks_are_reduced_to_bodies():
     phantom = make_phantom("xr", 4)
     bodies = bodies_of(phantom.vertebrae)
@@ -114,6 +160,55 @@ def test_whole_vertebra_masks_are_reduced_to_bodies():
         overlap = (bodies.array == value) & (truth == value)
         assert overlap.sum() / (truth == value).sum() > 0.9
         assert (bodies.array == value).sum() < (phantom.vertebrae.array == value).sum()
+
+
+def test_totalsegmentator_class_maps_train_as_vertebrae_and_other_classes_are_left_out(tmp_path):
+    phantom = make_phantom("ct", 2, levels=["L2", "L3", "L4"], with_sacrum=False)
+    folder = tmp_path / "ts"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    # TotalSegmentator numbers the vertebrae the other way (L4 = 28, L3 = 29, L2 = 30); 5 is
+    # its liver, an organ that must not become a vertebra.
+    verse = np.asarray(phantom.vertebrae.array)
+    classes = np.zeros(verse.shape, np.uint8)
+    for verse_id, class_id in ((21, 30), (22, 29), (23, 28)):
+        classes[verse == verse_id] = class_id
+    classes[:4] = 5
+    write_nifti(phantom.image, folder / "images" / "case.nii.gz")
+    write_nifti(phantom.vertebrae.with_array(classes), folder / "masks" / "case.nii.gz")
+    (sample,) = pairs_from_spec(f"totalseg:{folder}", 0)
+    assert sorted(int(v) for v in np.unique(sample.bodies.array) if v) == [21, 22, 23]
+    truth = np.asarray(phantom.labels.array)
+    for value in (21, 22, 23):
+        overlap = (sample.bodies.array == value) & (truth == value)
+        assert overlap.sum() / (truth == value).sum() > 0.9
+    # A class map without any vertebra is refused, naming the file.
+    write_nifti(
+        phantom.vertebrae.with_array((classes == 5).astype(np.uint8) * 5),
+        folder / "masks" / "case.nii.gz",
+        overwrite=True,
+    )
+    with pytest.raises(DataSpecError, match="case.nii.gz: no vertebra"):
+        list(pairs_from_spec(f"totalseg:{folder}", 0))
+
+
+def test_a_real_dicom_series_with_its_totalsegmentator_map_is_a_training_pair(
+    tmp_path, shared_data
+):
+    source = shared_data / "ct-lumbar-totalseg"
+    folder = tmp_path / "real"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    (folder / "images" / "chest").symlink_to(source / "dicom_series_T11-T12")
+    (folder / "masks" / "chest.nii.gz").symlink_to(source / "dicom_series_labels_totalseg.nii.gz")
+    (sample,) = pairs_from_spec(f"totalseg:{folder}", 0)
+    assert sample.image.modality == "CT" and sample.image.shape == (20, 512, 512)
+    # Its 117 classes hold two vertebrae, T11 and T12 (VerSe 18 and 19), reduced to bodies.
+    assert sorted(int(v) for v in np.unique(sample.bodies.array) if v) == [18, 19]
+    whole = to_verse(
+        read_image(source / "dicom_series_labels_totalseg.nii.gz").array, "totalsegmentator"
+    )
+    assert 0.2 < (sample.bodies.array == 19).sum() / (whole == 19).sum() < 0.8
 
 
 def test_data_specs_are_checked():

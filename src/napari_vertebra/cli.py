@@ -272,6 +272,8 @@ def _train(args: argparse.Namespace) -> int:
     )
     if args.arguments:
         config_fields["arguments"] = json.loads(args.arguments)
+    if args.augmentation:
+        config_fields["augmentation"] = json.loads(args.augmentation)
     bar = None
 
     def progress(what: str, done: int, total: int) -> None:
@@ -487,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a vertebral-body segmentation model",
         description="Data specs: phantom-xr:N, phantom-ct:N, phantom-ct-abdomen:N, "
-        "folder:PATH (images/ + masks/), verse:PATH (VerSe CT + vertebra masks), "
+        "folder:PATH (images/ + masks/), totalseg:PATH (the same with TotalSegmentator "
+        "class maps as masks), verse:PATH (VerSe CT + vertebra masks), "
         "drr:SPEC[@K] (K lateral projections of each CT of another spec, e.g. "
         "drr:phantom-ct:20@2). Writes config.json, metrics.csv, "
         "curves.png, checkpoint.pt and NAME.safetensors + NAME.json into the output folder.",
@@ -504,6 +507,12 @@ def build_parser() -> argparse.ArgumentParser:
         "mdr2unet, or slice_classifier (seed 003); with --init-from, the model's own",
     )
     tr.add_argument("--arguments", default=None, help="network arguments as JSON")
+    tr.add_argument(
+        "--augmentation",
+        default=None,
+        help="augmentation strengths as JSON, e.g. '{\"coarsen\": 2.5}' (rotation_deg, scale, "
+        "elastic_px, flip_ap, gamma, contrast, blur_px, noise, coarsen)",
+    )
     tr.add_argument("--context", type=int, default=0, help="CT: neighbouring slices per side")
     tr.add_argument("--steps", type=int, default=1000)
     tr.add_argument("--batch-size", type=int, default=8)

@@ -4,7 +4,8 @@ Geometric: a crop (``patch`` pixels, padded where the image is smaller), a small
 scaling, an elastic deformation, and the antero-posterior flip. The cranio-caudal flip is never
 used: the sacrum is below L5 and levels are counted upwards from it, so an upside-down spine is
 not anatomy a model should accept. Intensity: gamma, contrast and brightness, Gaussian blur and
-noise.
+noise. Resolution (off unless asked for): coarser voxels, as a clinical CT reconstructed with
+thick slices or a large pixel gives.
 """
 
 from __future__ import annotations
@@ -27,6 +28,36 @@ class Augmentation:
     contrast: float = 0.2
     blur_px: float = 1.0
     noise: float = 0.1
+    #: Largest factor by which the voxels are made coarser (half the draws; 0 or 1: never).
+    coarsen: float = 0.0
+
+
+def coarsen(image: np.ndarray, factor: float) -> np.ndarray:
+    """``image`` (C, H, W) as seen through voxels ``factor`` times larger, on the same grid.
+
+    Each axis, including the channel axis of a 2.5D stack (neighbouring slices), is averaged
+    over a window of about ``factor`` voxels (a Gaussian with the standard deviation of that
+    box, factor / √12), sampled at the coarse spacing and interpolated back linearly: detail
+    finer than the coarse voxel is lost, as in a CT reconstructed at that spacing.
+    """
+    if factor <= 1.0:
+        return image
+    sigma = [factor / np.sqrt(12.0) if n > 1 else 0.0 for n in image.shape]
+    smooth = ndimage.gaussian_filter(image, sigma, mode="nearest")
+    spatial = image.shape[1:]
+    coarse_shape = [max(2, int(round(n / factor))) for n in spatial]
+    coarse = np.stack(
+        [
+            ndimage.zoom(c, [m / n for m, n in zip(coarse_shape, spatial, strict=True)], order=1)
+            for c in smooth
+        ]
+    )
+    back = [n / m for n, m in zip(spatial, coarse.shape[1:], strict=True)]
+    out = np.stack([ndimage.zoom(c, back, order=1, grid_mode=False) for c in coarse])
+    # zoom rounds the output shape; trim or pad by the edge to the input's own shape.
+    pad = [(0, 0)] + [(0, max(0, n - m)) for n, m in zip(spatial, out.shape[1:], strict=True)]
+    out = np.pad(out, pad, mode="edge")[(slice(None), *[slice(0, n) for n in spatial])]
+    return out.astype(image.dtype, copy=False)
 
 
 def random_crop(
@@ -80,6 +111,8 @@ def augment(
     target = ndimage.map_coordinates(target, coords, order=0, mode="constant", cval=0)
     if rng.random() < settings.flip_ap:
         image, target = image[:, :, ::-1], target[:, ::-1]
+    if settings.coarsen > 1.0 and rng.random() < 0.5:
+        image = coarsen(image, float(rng.uniform(1.0, settings.coarsen)))
     if settings.gamma:
         low, high = float(image.min()), float(image.max())
         unit = (image - low) / max(high - low, 1e-6)

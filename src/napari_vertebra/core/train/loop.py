@@ -14,6 +14,7 @@ kept on the model grid in memory; every step draws random crops from them and au
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,9 @@ class TrainConfig:
         fine-tuned: its arguments, preprocessing and context are used. With another
         architecture, every tensor whose name and shape match is copied (e.g. a body U-Net's
         encoder and decoder into both decoders of a multitask U-Net): a warm start.
+    augmentation
+        Strengths that replace :class:`~.augment.Augmentation`'s defaults, by field name (e.g.
+        ``{"coarsen": 2.5}`` for CT meant to work on thick-slice scans).
     """
 
     name: str
@@ -96,6 +100,14 @@ class TrainConfig:
     augmentation: dict[str, float] = field(default_factory=dict)
     description: str = ""
     command: str = ""
+
+    def __post_init__(self) -> None:
+        known = {f.name for f in dataclasses.fields(Augmentation)}
+        unknown = sorted(set(self.augmentation) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown augmentation {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            )
 
     def model_preprocessing(self) -> list[dict[str, Any]]:
         if self.preprocessing:

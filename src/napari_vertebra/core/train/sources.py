@@ -13,7 +13,10 @@ Spec strings (the ``--data`` option of ``napari-vertebra train``):
 - ``phantom-ct-abdomen:N``: CT phantoms in their whole trunk (wall, viscera, bowel gas, ribs,
   pelvis; 1.5–3 mm voxels), whose projections look like a real abdominal lateral film;
 - ``folder:PATH``: ``PATH/images/NAME.*`` with ``PATH/masks/NAME.*`` (PNG/TIFF/DICOM/NIfTI;
-  masks semantic, 1 = body, 26 = sacrum, or VerSe-ID instances);
+  an image may also be a folder holding one DICOM series; masks semantic, 1 = body,
+  26 = sacrum, or VerSe-ID instances);
+- ``totalseg:PATH``: the same layout with TotalSegmentator class maps as masks (its vertebrae,
+  sacrum and S1 are converted to VerSe IDs; its other classes are left out);
 - ``verse:PATH``: a VerSe-format dataset, ``*_ct.nii.gz`` with ``*_msk.nii.gz`` of the same
   subject (orientation from the NIfTI headers; the centroid JSON is not needed for bodies);
 - ``drr:SPEC``: lateral projections with random geometry of the CTs of another CT spec
@@ -32,7 +35,7 @@ from ..image import SpineImage
 from ..instances import isolate_body
 from ..io import read_image
 from ..io.nifti import is_nifti_path
-from ..labels import SACRUM
+from ..labels import SACRUM, to_verse
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz", ".jpg", ".jpeg")
 
@@ -73,8 +76,12 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
-def folder_pairs(folder: str | Path) -> Iterator[Sample]:
-    """``folder/images/NAME.*`` with ``folder/masks/NAME.*``; a mask missing is an error."""
+def folder_pairs(folder: str | Path, scheme: str | None = None) -> Iterator[Sample]:
+    """``folder/images/NAME.*`` with ``folder/masks/NAME.*``; a mask missing is an error.
+
+    ``scheme`` names the masks' label scheme when it is not the project's own (VerSe IDs or
+    semantic 1/26): ``"totalsegmentator"`` converts class maps to VerSe IDs.
+    """
     folder = Path(folder)
     images, masks = folder / "images", folder / "masks"
     if not images.is_dir() or not masks.is_dir():
@@ -93,7 +100,11 @@ def folder_pairs(folder: str | Path) -> Iterator[Sample]:
             raise DataSpecError(f"{mask}: shape {labels.shape} differs from {path} {image.shape}")
         if image.spacing is None and labels.spacing is not None:
             image = image.with_spacing(labels.spacing)
-        labels = labels.with_array(np.asarray(labels.array).astype(np.uint8), kind="labels")
+        values = np.asarray(labels.array)
+        values = to_verse(values, scheme) if scheme else values.astype(np.uint8)
+        if scheme and not values.any():
+            raise DataSpecError(f"{mask}: no vertebra of the {scheme} scheme in this mask")
+        labels = labels.with_array(values, kind="labels")
         if image.spacing is not None:
             labels = _with_geometry(labels, image)
         yield Sample(image, bodies_of(labels))
@@ -166,6 +177,8 @@ def pairs_from_spec(spec: str, seed: int) -> Iterator[Sample]:
         return phantom_pairs(kind.split("-")[1], count, seed, **options)
     if kind == "folder":
         return folder_pairs(rest)
+    if kind == "totalseg":
+        return folder_pairs(rest, scheme="totalsegmentator")
     if kind == "verse":
         return verse_pairs(rest)
     if kind == "drr":
@@ -176,5 +189,5 @@ def pairs_from_spec(spec: str, seed: int) -> Iterator[Sample]:
     raise DataSpecError(
         f"{spec}: unknown data source {kind!r} (phantom-xr:N, phantom-ct:N, "
         "phantom-ct-abdomen:N, folder:PATH, "
-        "verse:PATH, drr:SPEC)"
+        "totalseg:PATH, verse:PATH, drr:SPEC)"
     )
