@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ..preprocess import resample
+
 
 @dataclass(frozen=True)
 class Augmentation:
@@ -35,29 +37,16 @@ class Augmentation:
 def coarsen(image: np.ndarray, factor: float) -> np.ndarray:
     """``image`` (C, H, W) as seen through voxels ``factor`` times larger, on the same grid.
 
-    Each axis, including the channel axis of a 2.5D stack (neighbouring slices), is averaged
-    over a window of about ``factor`` voxels (a Gaussian with the standard deviation of that
-    box, factor / √12), sampled at the coarse spacing and interpolated back linearly: detail
-    finer than the coarse voxel is lost, as in a CT reconstructed at that spacing.
+    The stack is resampled to the coarse spacing (anti-aliased, as the model inputs are
+    resampled; the channel axis of a 2.5D stack, its neighbouring slices, too) and back
+    linearly: detail finer than the coarse voxel is lost, as in a CT reconstructed at that
+    spacing.
     """
     if factor <= 1.0:
         return image
-    sigma = [factor / np.sqrt(12.0) if n > 1 else 0.0 for n in image.shape]
-    smooth = ndimage.gaussian_filter(image, sigma, mode="nearest")
-    spatial = image.shape[1:]
-    coarse_shape = [max(2, int(round(n / factor))) for n in spatial]
-    coarse = np.stack(
-        [
-            ndimage.zoom(c, [m / n for m, n in zip(coarse_shape, spatial, strict=True)], order=1)
-            for c in smooth
-        ]
-    )
-    back = [n / m for n, m in zip(spatial, coarse.shape[1:], strict=True)]
-    out = np.stack([ndimage.zoom(c, back, order=1, grid_mode=False) for c in coarse])
-    # zoom rounds the output shape; trim or pad by the edge to the input's own shape.
-    pad = [(0, 0)] + [(0, max(0, n - m)) for n, m in zip(spatial, out.shape[1:], strict=True)]
-    out = np.pad(out, pad, mode="edge")[(slice(None), *[slice(0, n) for n in spatial])]
-    return out.astype(image.dtype, copy=False)
+    coarse_spacing = [factor if n > 1 else 1.0 for n in image.shape]
+    coarse, mapping = resample(image, (1.0,) * image.ndim, coarse_spacing)
+    return mapping.to_source(coarse).astype(image.dtype, copy=False)
 
 
 def random_crop(
