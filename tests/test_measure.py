@@ -167,6 +167,29 @@ def test_specks_do_not_stop_fragments_being_left_out(shared_data):
     assert len(result.parameters["off_column_left_out"]) == 2
 
 
+def test_sacrum_labels_away_from_the_column_do_not_anchor_the_levels(shared_data):
+    # A CT model that takes the iliac bones for sacrum: two pieces larger than the true sacrum,
+    # left and right of it. The sacrum across the L5/S1 disc still anchors the count.
+    folder = shared_data / "ct-lumbar-totalseg"
+    body_mask = read_image(folder / "body_disc_mask.nii.gz")
+    levels = read_image(folder / "labels_totalseg.nii.gz").array
+    semantic = (body_mask.array == 1).astype(np.uint8)
+    semantic[np.isin(levels, (25, 26))] = 26
+    clean = measure(body_mask.with_array(semantic, kind="labels"), sacrum_label=26)
+    spacing = np.array(body_mask.spacing)
+    true_sacrum = semantic == 26
+    centre = np.argwhere(true_sacrum).mean(axis=0) * spacing
+    noisy = semantic.copy()
+    for side in (-1, 1):
+        ball = _ball(semantic.shape, spacing, centre + np.array((0, 0, side * 105)), 45)
+        assert ball.sum() > true_sacrum.sum()
+        noisy[ball & (noisy == 0)] = 26
+    result = measure(body_mask.with_array(noisy, kind="labels"), sacrum_label=26)
+    pd.testing.assert_frame_equal(result.table, clean.table)
+    assert len(result.parameters["sacrum_left_out"]) == 2
+    assert clean.parameters["sacrum_left_out"] == []
+
+
 def test_region_votes_anchor_levels_at_the_thoracolumbar_junction():
     # Seed 004's region output, drawn from the truth: T10-T12 thoracic, L1-L4 lumbar, no sacrum.
     phantom = make_phantom(

@@ -233,3 +233,26 @@ def test_pieces_of_the_sacrum_taken_for_bodies_become_sacrum():
     assert np.array_equal(
         absorb_into_sacrum(np.where(labels == 26, 0, labels)), np.where(labels == 26, 0, labels)
     )
+    # A second "sacrum" far from every body (a CT table, say) is not where bodies end.
+    labels[0:8, 45:60] = 26
+    out = absorb_into_sacrum(labels, spacing=(1.0, 1.0))
+    assert (out[10:30, 10:40] == 1).all() and (out[80:95, 50:55] == 26).all()
+
+
+def test_the_sacrum_is_the_piece_that_continues_the_column():
+    from napari_vertebra.core.instances import sacrum_beside_column
+
+    bodies = np.zeros((140, 80), bool)
+    bodies[10:30, 20:50] = bodies[36:56, 22:52] = True  # L4, L5
+    bodies[5:8, 70:73] = True  # a speck (not a body to measure gaps from)
+    sacrum = np.zeros_like(bodies)
+    sacrum[64:100, 25:60] = True  # across the L5/S1 disc, 8 px below L5
+    sacrum[120:138, 0:80] = True  # the CT table, larger
+    chosen = sacrum_beside_column(sacrum, bodies, (1.0, 1.0))
+    assert np.array_equal(chosen, sacrum & (np.arange(140) < 110)[:, None])
+    # Only the table: nothing continues the column.
+    table = sacrum & (np.arange(140) >= 110)[:, None]
+    assert not sacrum_beside_column(table, bodies, (1.0, 1.0)).any()
+    # At 0.5 mm pixels the same 8-pixel gap is 4 mm: still chosen; no bodies: the largest piece.
+    assert np.array_equal(sacrum_beside_column(sacrum, bodies, (0.5, 0.5)), chosen)
+    assert np.array_equal(sacrum_beside_column(sacrum, np.zeros_like(bodies), (1, 1)), table)

@@ -40,6 +40,11 @@ COLUMN_NEIGHBOURS = 2
 #: sacrum (anonymous until levels are counted) tilts back from the lumbar line: its centroid lies
 #: up to one body diameter off in radiograph phantoms. End pieces must be this much farther off.
 END_OF_COLUMN_DIAMETERS = 2.0
+#: A sacrum piece is the level anchor only when its gap to the nearest vertebral body is at most
+#: this many typical body diameters: the true sacrum lies across the L5/S1 disc (about 10 mm, a
+#: third of a body), while what a model takes for sacrum elsewhere (the CT table, contrast in the
+#: rectum or bladder, the iliac bones) lies farther from every body.
+SACRUM_GAP_DIAMETERS = 1.0
 #: A bridge across a disc thinner than this (mm) is cut when separating touching bodies.
 MAX_BRIDGE_MM = 2.0
 #: A component whose cranio-caudal cross-section narrows to this share of its widest section on
@@ -75,6 +80,87 @@ def _largest_component(mask: np.ndarray) -> np.ndarray:
         return mask
     sizes = ndimage.sum_labels(mask, components, index=np.arange(1, count + 1))
     return components == (1 + int(np.argmax(sizes)))
+
+
+def sacrum_beside_column(
+    sacrum: np.ndarray, bodies: np.ndarray, spacing: tuple[float, ...] | np.ndarray
+) -> np.ndarray:
+    """The piece of a sacrum mask that continues the column of vertebral bodies.
+
+    Parameters
+    ----------
+    sacrum, bodies
+        Boolean masks (canonical axes) of what was labelled sacrum and vertebral body.
+    spacing
+        Voxel spacing (mm).
+
+    Returns
+    -------
+    numpy.ndarray
+        The sacrum piece nearest to a body (pieces smaller than :data:`FRAGMENT_FRACTION`
+        typical bodies are not candidates), if its gap to that body is at most
+        :data:`SACRUM_GAP_DIAMETERS` typical body diameters; otherwise an empty mask. Without
+        bodies the largest piece is returned (nothing to judge it by).
+    """
+    spacing = np.asarray(spacing, dtype=float)
+    pieces, count = ndimage.label(sacrum)
+    if count == 0:
+        return sacrum.copy()
+    body_pieces, body_count = ndimage.label(bodies)
+    if body_count == 0:
+        return _largest_component(sacrum)
+    voxel = float(np.prod(spacing))
+    body_sizes = ndimage.sum_labels(bodies, body_pieces, np.arange(1, body_count + 1)) * voxel
+    typical = typical_body_size(list(body_sizes))
+    column = np.isin(body_pieces, 1 + np.nonzero(body_sizes >= FRAGMENT_FRACTION * typical)[0])
+    reach_mm = SACRUM_GAP_DIAMETERS * typical ** (1.0 / sacrum.ndim)
+    margin = np.ceil(reach_mm / spacing).astype(int) + 1
+    sizes = ndimage.sum_labels(sacrum, pieces, np.arange(1, count + 1)) * voxel
+    best, best_gap = 0, np.inf
+    for index, box in enumerate(ndimage.find_objects(pieces), start=1):
+        if sizes[index - 1] < FRAGMENT_FRACTION * typical:
+            continue
+        around = tuple(
+            slice(max(b.start - m, 0), min(b.stop + m, n))
+            for b, m, n in zip(box, margin, sacrum.shape, strict=True)
+        )
+        near = column[around]
+        if not near.any():
+            continue
+        gap = ndimage.distance_transform_edt(~near, sampling=spacing)[pieces[around] == index]
+        if gap.min() < best_gap:
+            best, best_gap = index, float(gap.min())
+    if best_gap > reach_mm:
+        return np.zeros_like(sacrum)
+    return pieces == best
+
+
+def _pieces_left_out(
+    mask: np.ndarray, spacing: np.ndarray, origin: np.ndarray, reason: str, bodies: np.ndarray
+) -> list[dict]:
+    """One ``left_out`` entry (reason, size in mm² or mm³, centroid in mm) per piece of ``mask``
+    of at least :data:`FRAGMENT_FRACTION` typical ``bodies`` (smaller specks are not listed)."""
+    pieces, count = ndimage.label(mask)
+    body_pieces, body_count = ndimage.label(bodies)
+    if count == 0:
+        return []
+    voxel = float(np.prod(spacing))
+    index = np.arange(1, count + 1)
+    sizes = ndimage.sum_labels(mask, pieces, index) * voxel
+    smallest = 0.0
+    if body_count:
+        body_sizes = ndimage.sum_labels(bodies, body_pieces, np.arange(1, body_count + 1))
+        smallest = FRAGMENT_FRACTION * typical_body_size(list(body_sizes * voxel))
+    centres = ndimage.center_of_mass(mask, pieces, index)
+    return [
+        {
+            "reason": reason,
+            "size": round(float(size), 1),
+            "centroid_mm": [round(float(c), 1) for c in np.asarray(centre) * spacing + origin],
+        }
+        for size, centre in zip(sizes, centres, strict=True)
+        if size >= smallest
+    ]
 
 
 def _fit_wall(rows: np.ndarray, walls: np.ndarray, outermost: bool = False) -> tuple[float, float]:
@@ -319,8 +405,10 @@ def extract_instances(
         In a map of anonymous instances, the value that marks the sacrum (the CT baseline
         writes 26); level-ID maps mark it with 26 anyway.
     left_out
-        If given, one entry per piece left out is appended: ``reason`` (``"fragment"`` or
-        ``"off_column"``, see :func:`drop_off_column`), ``size`` (mm² or mm³) and ``centroid_mm``.
+        If given, one entry per piece left out is appended: ``reason`` (``"fragment"``,
+        ``"off_column"``, see :func:`drop_off_column`, or ``"sacrum"``, a piece labelled sacrum
+        away from the column, see :func:`sacrum_beside_column`), ``size`` (mm² or mm³) and
+        ``centroid_mm``.
     """
     spacing = np.asarray(spacing, dtype=float)
     origin = np.zeros(label_map.ndim) if origin is None else np.asarray(origin, dtype=float)
@@ -358,9 +446,15 @@ def extract_instances(
         foreground = label_map > 0
         if sacrum_label is not None and np.any(label_map == sacrum_label):
             sacrum = label_map == sacrum_label
-            box = ndimage.find_objects(sacrum.astype(np.uint8))[0]
-            pieces.append((int(sacrum_label), _largest_component(sacrum[box]), box))
             foreground &= ~sacrum
+            anchor = sacrum_beside_column(sacrum, foreground, spacing)
+            if anchor.any():
+                box = ndimage.find_objects(anchor.astype(np.uint8))[0]
+                pieces.append((int(sacrum_label), anchor[box], box))
+            if left_out is not None:
+                left_out.extend(
+                    _pieces_left_out(sacrum & ~anchor, spacing, origin, "sacrum", foreground)
+                )
         components, count = ndimage.label(foreground)
         for k, box in enumerate(ndimage.find_objects(components), start=1):
             for part in _split_touching(components[box] == k, spacing):

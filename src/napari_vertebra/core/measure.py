@@ -386,6 +386,7 @@ def measure(
         # Pieces of the label map that were not taken for bodies (fragments, off the column).
         "fragments_left_out": sum(e["reason"] == "fragment" for e in left_out),
         "off_column_left_out": [e for e in left_out if e["reason"] == "off_column"],
+        "sacrum_left_out": [e for e in left_out if e["reason"] == "sacrum"],
     }
     angles = _regional_angles(geometry, table, regional_angle)
     level_map = np.zeros(label_image.shape, dtype=np.uint8)

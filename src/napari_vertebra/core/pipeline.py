@@ -217,7 +217,7 @@ def _segment_learned(
     labels[np.isin(winner, body_index)] = 1
     if sacrum_index is not None:
         labels[winner == sacrum_index] = SACRUM
-    labels = _postprocess(labels)
+    labels = _postprocess(labels, image.spacing)
     details = {"preprocessing": prepared.record, "model_spacing_mm": prepared.spacing}
     if maps:
         details["head_outputs"] = sorted(maps)
@@ -246,12 +246,12 @@ def _head_maps(by_head: dict[str, np.ndarray], heads: dict[str, list[str]]) -> d
     return maps
 
 
-def _postprocess(labels: np.ndarray) -> np.ndarray:
+def _postprocess(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     """Seed 000: fill holes in each body (sagittal sections in 3D); pieces of the sacrum taken
     for bodies become sacrum (:func:`absorb_into_sacrum`)."""
     from scipy import ndimage
 
-    labels = absorb_into_sacrum(labels)
+    labels = absorb_into_sacrum(labels, spacing)
     body = labels == 1
     if labels.ndim == 2:
         filled = ndimage.binary_fill_holes(body)
@@ -264,16 +264,26 @@ def _postprocess(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def absorb_into_sacrum(labels: np.ndarray) -> np.ndarray:
+def absorb_into_sacrum(
+    labels: np.ndarray, spacing: tuple[float, ...] | np.ndarray | None = None
+) -> np.ndarray:
     """Body-class pieces below the sacrum's middle, or touching it below its top, become sacrum.
 
     No vertebral body lies caudal to the top of the sacrum, so such a piece is sacrum that the
     model took for a body (seen where the sacrum is cut by the image's lower edge). Pieces above
     the top (L5 touching the S1 endplate) are left alone. Canonical axis 0 runs head → feet.
+    The sacrum is the piece labelled so that continues the column of bodies
+    (:func:`~napari_vertebra.core.instances.sacrum_beside_column`, with ``spacing`` in mm, 1 by
+    default): other pieces a model labelled sacrum (the CT table, contrast in the bowel) are
+    not where a body cannot be.
     """
     from scipy import ndimage
 
-    sacrum = labels == SACRUM
+    from .instances import sacrum_beside_column
+
+    if spacing is None:
+        spacing = np.ones(labels.ndim)
+    sacrum = sacrum_beside_column(labels == SACRUM, labels == 1, spacing)
     if not sacrum.any():
         return labels
     rows = np.nonzero(sacrum)[0]
