@@ -353,6 +353,24 @@ def test_abdomen_surroundings_add_trunk_gas_ribs_and_pelvis(trunk):
     assert _lateral_bone(trunk, pelvic) > 200
 
 
+def test_oral_contrast_fills_bowel_pockets_in_front_of_the_spine():
+    from napari_vertebra.core.phantom.abdomen import _paint_gas
+
+    axes = [np.arange(0, 120, 2.0), np.arange(-150, 150, 2.0), np.arange(-100, 100, 2.0)]
+    shape = tuple(len(a) for a in axes)
+    filled = {}
+    for oral_contrast in (False, True):
+        hu = np.full(shape, 35.0)
+        rng = np.random.default_rng(1)
+        _paint_gas(hu, np.ones(shape, bool), 60.0, 40.0, axes, 20, rng, oral_contrast)
+        filled[oral_contrast] = hu
+    assert not ((filled[False] >= 150) & (filled[False] <= 450)).any()
+    contrast = (filled[True] >= 150) & (filled[True] <= 450)
+    assert contrast.sum() > 100 and (filled[True] < -900).any()  # both contrast and gas
+    # Pocket centres lie 10 mm ahead of the bodies' front (v = 60 - 20); radii are at most 24 mm.
+    assert not contrast[:, axes[1] >= 60.0 - 40.0 / 2 - 10 + 24].any()
+
+
 def test_spine_phantoms_have_no_ribs_and_abdomen_is_ct_only():
     lumbar = _ct(4, levels=["L1", "L2", "L3", "L4", "L5"], with_sacrum=True)
     assert lumbar.truth["parameters"]["surroundings"] == "spine"

@@ -40,6 +40,7 @@ class Abdomen:
     gas_pockets: int
     rib_drop: float  # how far a rib descends from its vertebra to its front end
     table: bool  # the CT table behind the patient
+    oral_contrast: bool = False  # positive oral contrast in some of the bowel
 
     @classmethod
     def sample(cls, rng: np.random.Generator) -> Abdomen:
@@ -54,6 +55,7 @@ class Abdomen:
             gas_pockets=int(rng.integers(3, 26)),
             rib_drop=float(rng.uniform(45, 90)),
             table=bool(rng.random() < 0.6),
+            oral_contrast=bool(rng.random() < 0.4),
         )
 
     def extent(self, spine: Spine) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +124,7 @@ def paint_abdomen(hu: np.ndarray, spine: Spine, abdomen: Abdomen, grid: Grid, rn
     behind = (v[None, :, None] > spine_v + depth / 2) & (np.abs(w)[None, None, :] < 75)
     hu[behind & inside & (below_skin >= abdomen.fat)] = 50.0
     _paint_solid_organs(hu, spine, axes, rng)
-    _paint_gas(hu, cavity, spine_v, depth, axes, abdomen.gas_pockets, rng)
+    _paint_gas(hu, cavity, spine_v, depth, axes, abdomen.gas_pockets, rng, abdomen.oral_contrast)
 
 
 def _ellipsoid(axes, centre, radii) -> np.ndarray:
@@ -165,8 +167,10 @@ def _paint_solid_organs(hu, spine: Spine, axes, rng) -> None:
     hu[liver & (hu > -200)] = 58.0
 
 
-def _paint_gas(hu, cavity, spine_v, depth, axes, count: int, rng) -> None:
-    """Bowel gas: pockets of air in the front of the abdominal cavity, some of them mottled."""
+def _paint_gas(hu, cavity, spine_v, depth, axes, count: int, rng, oral_contrast: bool) -> None:
+    """Bowel gas: pockets of air in the front of the abdominal cavity, some of them mottled;
+    with ``oral_contrast``, half of them hold positive contrast instead (150-450 HU), as bowel
+    loops do on many abdominal CTs: bone-bright blobs that are not bone."""
     u, v, w = axes
     front = cavity & (v[None, :, None] < spine_v - depth / 2 - 10)
     candidates = np.argwhere(front)
@@ -177,6 +181,9 @@ def _paint_gas(hu, cavity, spine_v, depth, axes, count: int, rng) -> None:
         centre = [axes[k][centre_index[k]] for k in range(3)]
         radii = rng.uniform(6, 24, size=3)
         pocket = _ellipsoid(axes, centre, radii) & cavity
+        if oral_contrast and rng.random() < 0.5:
+            hu[pocket] = rng.uniform(150, 450)
+            continue
         if rng.random() < 0.4:  # stool: air mixed with contents
             pocket &= rng.random(pocket.shape) < 0.5
         hu[pocket] = -950.0
