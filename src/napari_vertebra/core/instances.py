@@ -102,16 +102,23 @@ def sacrum_beside_column(
         :data:`SACRUM_GAP_DIAMETERS` typical body diameters; otherwise an empty mask. Without
         bodies the largest piece is returned (nothing to judge it by).
     """
-    spacing = np.asarray(spacing, dtype=float)
-    pieces, count = ndimage.label(sacrum)
-    if count == 0:
-        return sacrum.copy()
+    return _sacrum_beside_column(sacrum, bodies, np.asarray(spacing, dtype=float))[0]
+
+
+def _sacrum_beside_column(
+    sacrum: np.ndarray, bodies: np.ndarray, spacing: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """:func:`sacrum_beside_column` and the typical body size it judged by (0 without bodies
+    or without sacrum)."""
+    if not sacrum.any():
+        return sacrum.copy(), 0.0
     body_pieces, body_count = ndimage.label(bodies)
     if body_count == 0:
-        return _largest_component(sacrum)
+        return _largest_component(sacrum), 0.0
     voxel = float(np.prod(spacing))
     body_sizes = ndimage.sum_labels(bodies, body_pieces, np.arange(1, body_count + 1)) * voxel
     typical = typical_body_size(list(body_sizes))
+    pieces, count = ndimage.label(sacrum)
     column = np.isin(body_pieces, 1 + np.nonzero(body_sizes >= FRAGMENT_FRACTION * typical)[0])
     reach_mm = SACRUM_GAP_DIAMETERS * typical ** (1.0 / sacrum.ndim)
     margin = np.ceil(reach_mm / spacing).astype(int) + 1
@@ -131,33 +138,31 @@ def sacrum_beside_column(
         if gap.min() < best_gap:
             best, best_gap = index, float(gap.min())
     if best_gap > reach_mm:
-        return np.zeros_like(sacrum)
-    return pieces == best
+        return np.zeros_like(sacrum), typical
+    return pieces == best, typical
+
+
+def _left_out_entry(reason: str, size: float, centroid_mm: np.ndarray) -> dict:
+    """One ``left_out`` entry of :func:`extract_instances` (size in mm² or mm³)."""
+    return {
+        "reason": reason,
+        "size": round(float(size), 1),
+        "centroid_mm": [round(float(c), 1) for c in centroid_mm],
+    }
 
 
 def _pieces_left_out(
-    mask: np.ndarray, spacing: np.ndarray, origin: np.ndarray, reason: str, bodies: np.ndarray
+    mask: np.ndarray, spacing: np.ndarray, origin: np.ndarray, reason: str, smallest: float
 ) -> list[dict]:
-    """One ``left_out`` entry (reason, size in mm² or mm³, centroid in mm) per piece of ``mask``
-    of at least :data:`FRAGMENT_FRACTION` typical ``bodies`` (smaller specks are not listed)."""
+    """A ``left_out`` entry per piece of ``mask`` of at least ``smallest`` mm² or mm³."""
     pieces, count = ndimage.label(mask)
-    body_pieces, body_count = ndimage.label(bodies)
     if count == 0:
         return []
-    voxel = float(np.prod(spacing))
     index = np.arange(1, count + 1)
-    sizes = ndimage.sum_labels(mask, pieces, index) * voxel
-    smallest = 0.0
-    if body_count:
-        body_sizes = ndimage.sum_labels(bodies, body_pieces, np.arange(1, body_count + 1))
-        smallest = FRAGMENT_FRACTION * typical_body_size(list(body_sizes * voxel))
+    sizes = ndimage.sum_labels(mask, pieces, index) * float(np.prod(spacing))
     centres = ndimage.center_of_mass(mask, pieces, index)
     return [
-        {
-            "reason": reason,
-            "size": round(float(size), 1),
-            "centroid_mm": [round(float(c), 1) for c in np.asarray(centre) * spacing + origin],
-        }
+        _left_out_entry(reason, size, np.asarray(centre) * spacing + origin)
         for size, centre in zip(sizes, centres, strict=True)
         if size >= smallest
     ]
@@ -447,13 +452,15 @@ def extract_instances(
         if sacrum_label is not None and np.any(label_map == sacrum_label):
             sacrum = label_map == sacrum_label
             foreground &= ~sacrum
-            anchor = sacrum_beside_column(sacrum, foreground, spacing)
+            anchor, typical = _sacrum_beside_column(sacrum, foreground, spacing)
             if anchor.any():
                 box = ndimage.find_objects(anchor.astype(np.uint8))[0]
                 pieces.append((int(sacrum_label), anchor[box], box))
             if left_out is not None:
+                # Specks smaller than a fragment are not listed.
+                smallest = FRAGMENT_FRACTION * typical
                 left_out.extend(
-                    _pieces_left_out(sacrum & ~anchor, spacing, origin, "sacrum", foreground)
+                    _pieces_left_out(sacrum & ~anchor, spacing, origin, "sacrum", smallest)
                 )
         components, count = ndimage.label(foreground)
         for k, box in enumerate(ndimage.find_objects(components), start=1):
@@ -506,11 +513,7 @@ def extract_instances(
                 ("off_column", kept, on_column),
             ):
                 left_out.extend(
-                    {
-                        "reason": reason,
-                        "size": round(i.size_mm, 1),
-                        "centroid_mm": [round(float(c), 1) for c in i.centroid],
-                    }
+                    _left_out_entry(reason, i.size_mm, i.centroid)
                     for i in before
                     if not any(i is j for j in after)
                 )

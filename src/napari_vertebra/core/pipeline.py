@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from .image import SpineImage
+from .instances import sacrum_beside_column
 from .io import SpineIOError, read_image, write_labels
 from .labels import SACRUM
 from .measure import Measurement, measure, write_measurement
@@ -278,8 +279,6 @@ def absorb_into_sacrum(
     not where a body cannot be.
     """
     from scipy import ndimage
-
-    from .instances import sacrum_beside_column
 
     if spacing is None:
         spacing = np.ones(labels.ndim)

@@ -223,8 +223,9 @@ def _paint_bone(
 
     for body, box, local in body_boxes(spine, bodies):
         fill(local, box, patient_hu * body.trabecular_density / mean_density, 1.0)
-    everywhere = tuple(slice(None) for _ in grid.shape)
-    fill(posterior, everywhere, patient_hu + 40.0, 1.2)
+    if posterior.any():
+        box = ndimage.find_objects(posterior.astype(np.uint8))[0]
+        fill(posterior[box], box, patient_hu + 40.0, 1.2)
     sacral = bodies == SACRUM
     if sacral.any():
         box = ndimage.find_objects(sacral.astype(np.uint8))[0]
