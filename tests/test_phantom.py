@@ -394,3 +394,34 @@ def test_cli_writes_abdomen_phantoms_and_refuses_them_for_radiographs(tmp_path, 
     assert main(bad) == 1
     assert "CT phantoms only" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_ct_sacrum_has_alae_a_canal_and_a_wedge_shaped_disc_above():
+    # The CT sacrum is built like a real one (docs/phantoms.md): wider than L5 across its alae,
+    # hollow where the sacral canal runs, and turned back from L5 so that the L5/S1 disc is higher
+    # in front than behind.
+    phantom = _ct(5, levels=["L3", "L4", "L5"], with_sacrum=True, spacing=1.5)
+    labels, spacing = phantom.labels.array, np.asarray(phantom.labels.spacing)
+    sacrum, l5 = labels == 26, labels == level_id("L5")
+
+    def lr_extent_mm(mask):
+        columns = np.nonzero(mask.any(axis=(0, 1)))[0]
+        return (columns[-1] - columns[0] + 1) * spacing[2]
+
+    assert lr_extent_mm(sacrum) > 1.5 * lr_extent_mm(l5)
+    rows = np.nonzero(sacrum.any(axis=(1, 2)))[0]
+    s1_middle = sacrum[rows[0] + int(12 / spacing[0])]
+    assert ndimage.binary_fill_holes(s1_middle).sum() > s1_middle.sum() + 20  # the canal
+    truth = phantom.truth
+    l5_truth = next(v for v in truth["vertebrae"] if v["level"] == "L5")
+    plate = truth["sacrum"]["upper_endplate"]
+
+    def gap(side):
+        return np.linalg.norm(np.subtract(plate[side], l5_truth["landmarks"][f"lower_{side}"]))
+
+    assert gap("anterior") > gap("posterior") + 2.0 > 2.0
+    # Its caudal end lies well behind its top: the sacrum turns back from the lumbar column.
+    ap = np.argwhere(sacrum)[:, [0, 1]] * spacing[:2]
+    middle = ap[:, 0] < ap[:, 0].min() + 0.25 * np.ptp(ap[:, 0])
+    bottom = ap[:, 0] > ap[:, 0].max() - 0.1 * np.ptp(ap[:, 0])
+    assert ap[bottom, 1].mean() > ap[middle, 1].mean() + 10

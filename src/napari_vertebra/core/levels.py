@@ -21,6 +21,10 @@ from .labels import SACRUM, T13, level_id, level_name
 SACRUM_SIZE_FACTOR = 1.8
 #: The same for a last component that touches the image border (a sacrum cut by the field).
 CUT_SACRUM_SIZE_FACTOR = 1.2
+#: A last component this much larger than the median body is the sacrum however short it is:
+#: with its alae a 3D sacrum holds 3-5 bodies' volume but, turned back from the lumbar column,
+#: may span less than twice a body's head-to-feet extent (CT phantoms since 2026-11-23).
+WIDE_SACRUM_SIZE_FACTOR = 3.0
 #: Seed 004 gives each body one region class, removing "stains" of the other below 30 %; a body
 #: whose majority class covers less than 70 % of it gets no firm vote here (it still votes by
 #: plain majority when the firm votes alone place no junction, and the levels are then flagged).
@@ -108,7 +112,7 @@ def mark_sacrum(instances: list[Instance]) -> None:
     if last.touches_border:
         looks_like_sacrum = last.size_mm > CUT_SACRUM_SIZE_FACTOR * typical_size
     else:
-        looks_like_sacrum = (
+        looks_like_sacrum = last.size_mm > WIDE_SACRUM_SIZE_FACTOR * typical_size or (
             last.size_mm > SACRUM_SIZE_FACTOR * typical_size
             and last.mask.shape[0] > SACRUM_SIZE_FACTOR * typical_extent
         )

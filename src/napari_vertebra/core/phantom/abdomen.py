@@ -247,7 +247,7 @@ def _paint_pelvis(hu, spine: Spine, axes, rng) -> None:
     l5 = spine.bodies[-1]
     crest_u = l5.center[0] - l5.max_height / 2 + rng.uniform(-15, 15)
     if spine.sacrum is not None:
-        joint_v, joint_w = spine.sacrum.center[1], spine.sacrum.width / 2
+        joint_v, joint_w = spine.sacrum.joint()
     else:
         joint_v, joint_w = l5.center[1] + 0.3 * l5.depth, l5.width / 2 + 5
     slope = np.tan(np.deg2rad(rng.uniform(30, 50)))

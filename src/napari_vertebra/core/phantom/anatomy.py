@@ -118,7 +118,13 @@ class Body:
 
 @dataclass
 class Sacrum:
-    """The sacrum; its frame's origin is the middle of the S1 upper endplate."""
+    """The sacrum; its frame's origin is the middle of the S1 upper endplate.
+
+    On a lateral radiograph it is drawn from its mid-sagittal :meth:`profile`. In 3D it is five
+    fused segments S1-S5 (``segments``, each a :class:`Body` labelled 26 whose box is the segment's
+    vertebral body) with the canal behind them, the dorsal wall and, beside S1-S3, the alae and
+    lateral masses reaching ``ala_half_widths`` (mm from the midline) to the sacro-iliac joints.
+    """
 
     center: np.ndarray
     e_cc: np.ndarray
@@ -127,6 +133,8 @@ class Sacrum:
     depth: float
     width: float
     length: float
+    segments: list[Body] = field(default_factory=list)
+    ala_half_widths: tuple[float, ...] = ()
 
     def to_world(self, x: float, y: float, z: float = 0.0) -> np.ndarray:
         return self.center + x * self.e_ap + y * self.e_cc + z * self.e_lr
@@ -142,6 +150,14 @@ class Sacrum:
     def local(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         d = points - self.center
         return d @ self.e_ap, d @ self.e_cc, d @ self.e_lr
+
+    def joint(self) -> tuple[float, float]:
+        """Posterior (v) and left-right (w) model position of the sacro-iliac joints."""
+        if not self.segments:
+            return float(self.center[1]), self.width / 2
+        s1 = self.segments[0]
+        ala_middle = 0.5 * (s1.depth / 2 + s1.canal_depth + 5.0)
+        return float(s1.to_world(ala_middle, 0.0)[1]), self.ala_half_widths[0]
 
     def profile(self) -> np.ndarray:
         """Mid-sagittal outline (x, y) in local mm: S1 block, then a tapering, curving tail."""
@@ -195,6 +211,7 @@ def sample_spine(
     lateral_curvature_deg: float = 0.0,
     axial_rotation_deg: float = 0.0,
     patient_scale: float = 1.0,
+    three_d: bool = False,
 ) -> Spine:
     """Place the bodies of ``levels`` along a random smooth centreline.
 
@@ -212,6 +229,9 @@ def sample_spine(
         In-plane rotation of the whole spine (patient tilt).
     lateral_curvature_deg, axial_rotation_deg
         Scoliosis-like coronal curvature and the largest axial rotation of a vertebra (3D only).
+    three_d
+        Give the sacrum its 3D segments (:func:`sacral_segments`); the draws for them come after
+        all others, so a radiograph phantom of a seed is the same with or without them.
     """
     n = len(levels)
     dims = []
@@ -341,11 +361,105 @@ def sample_spine(
             width=last.width * 1.1,
             length=95 * patient_scale,
         )
+        if three_d:
+            _, e_cc, e_ap, e_lr = frame(s, 0.0)
+            sacrum = sacral_segments(rng, last, center, e_cc, e_ap, e_lr, patient_scale)
     return Spine(
         bodies=bodies,
         sacrum=sacrum,
         patient_scale=patient_scale,
         extras={"levels": [level_name(v) for v in levels] + (["S1"] if with_sacrum else [])},
+    )
+
+
+def _turned(e_cc: np.ndarray, e_ap: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """The frame turned in the sagittal plane; positive turns the caudal axis posteriorly."""
+    a = np.radians(degrees)
+    return np.cos(a) * e_cc + np.sin(a) * e_ap, -np.sin(a) * e_cc + np.cos(a) * e_ap
+
+
+def sacral_segments(
+    rng: np.random.Generator,
+    l5: Body,
+    top: np.ndarray,
+    e_cc: np.ndarray,
+    e_ap: np.ndarray,
+    e_lr: np.ndarray,
+    patient_scale: float,
+) -> Sacrum:
+    """A 3D sacrum below ``l5``: S1 across a wedge-shaped disc, then S2-S5 as a curved plate.
+
+    ``top`` is the middle of the S1 upper endplate and ``e_cc``/``e_ap``/``e_lr`` the lumbar
+    frame there. Shapes follow the adult sacrum as seen on the real lumbar CT in ``shared/data``:
+    S1 a body about as large as L5 whose upper endplate is turned 8-20 degrees further back than
+    L5's lower one (the lordotic L5/S1 disc, anterior gap wider); below it the sacrum narrows to
+    a plate about half S1's depth that turns 20-35 degrees back, then curves forward again by
+    10-18 degrees per segment (the sacral kyphosis). The alae reach 20-28 mm beyond S1's body
+    on each side (a sacrum about 100-120 mm wide) and taper over S2-S3.
+    """
+    s1_turn = rng.uniform(8.0, 20.0)
+    plate_turn = rng.uniform(20.0, 35.0)
+    kyphosis = rng.uniform(10.0, 18.0)
+    height = l5.ha * rng.uniform(0.95, 1.15)
+    depth = l5.depth * rng.uniform(0.85, 0.95)
+    width = l5.width * rng.uniform(0.95, 1.05)
+    canal = patient_scale * rng.uniform(10.0, 14.0)
+    ala = width / 2 + patient_scale * rng.uniform(20.0, 28.0)
+    # Per segment S1-S5: height, depth, width, canal depth as fractions of S1's; ala reach.
+    fractions = (
+        (1.0, 1.0, 1.0, 1.0),
+        (0.8, 0.55, 0.75, 0.8),
+        (0.7, 0.45, 0.6, 0.65),
+        (0.6, 0.38, 0.5, 0.5),
+        (0.5, 0.32, 0.42, 0.4),
+    )
+    turns = (0.0, plate_turn, plate_turn - kyphosis, plate_turn - 2 * kyphosis)
+    turns += (plate_turn - 3 * kyphosis,)
+    s1_cc, s1_ap = _turned(e_cc, e_ap, s1_turn)
+    segments: list[Body] = []
+    alae: list[float] = []
+    joint = top
+    for k, ((fh, fd, fw, fc), turn) in enumerate(zip(fractions, turns, strict=True)):
+        seg_cc, seg_ap = _turned(s1_cc, s1_ap, turn)
+        h, d = height * fh, depth * fd
+        # Consecutive segments meet at their posterior corners; the turn would leave a wedge
+        # open in front (or behind), so each segment reaches up far enough to close it.
+        overlap = 0.0 if k == 0 else d * np.tan(np.radians(abs(turn - turns[k - 1]))) + 1.5
+        if k == 0:
+            center = top + (h / 2) * seg_cc
+        else:
+            center = joint + ((h - overlap) / 2) * seg_cc - (d / 2) * seg_ap
+        h += overlap
+        segments.append(
+            Body(
+                label=SACRUM,
+                center=center,
+                e_cc=seg_cc,
+                e_ap=seg_ap,
+                e_lr=np.cross(seg_cc, seg_ap),
+                depth=d,
+                width=width * fw,
+                ha=h,
+                hp=h,
+                b=0.0,
+                reference=(h, h, h),
+                canal_depth=canal * fc,
+                trabecular_density=l5.trabecular_density,
+            )
+        )
+        alae.append(max(width * fw / 2 + 4.0, ala * (1.0, 0.85, 0.6, 0.0, 0.0)[k]))
+        joint = center + (h / 2) * seg_cc + (d / 2) * seg_ap
+    length = float(np.linalg.norm(joint - top))
+    return Sacrum(
+        center=top,
+        e_cc=s1_cc,
+        e_ap=s1_ap,
+        e_lr=np.cross(s1_cc, s1_ap),
+        depth=depth,
+        width=2 * alae[0],
+        length=length,
+        segments=segments,
+        ala_half_widths=tuple(alae),
     )
 
 
@@ -377,5 +491,6 @@ __all__ = [
     "Spine",
     "choose_fractures",
     "genant_grade_of_loss",
+    "sacral_segments",
     "sample_spine",
 ]

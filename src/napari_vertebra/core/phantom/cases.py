@@ -158,7 +158,7 @@ def make_phantom(
         "axial_rotation_deg": given_or(axial_rotation_deg, -10, 10, applies=is_ct),
         "patient_scale": given_or(patient_scale, 0.85, 1.15),
     }
-    spine = sample_spine(rng, level_ids, with_sacrum, fracture_ids, **params)
+    spine = sample_spine(rng, level_ids, with_sacrum, fracture_ids, **params, three_d=is_ct)
     ndim = 3 if is_ct else 2
     abdomen = Abdomen.sample(rng) if surroundings == "abdomen" else None
     if spacing is None and abdomen is not None:

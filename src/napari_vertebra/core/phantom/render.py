@@ -20,6 +20,8 @@ from .shapes import (
     canal_inside,
     disc_inside,
     posterior_parts,
+    sacral_segment_corners,
+    sacral_segment_inside,
     sacrum_inside,
 )
 
@@ -77,6 +79,13 @@ def body_corners(body: Body, lateral: bool) -> np.ndarray:
 
 def sacrum_corners(spine: Spine, lateral: bool) -> np.ndarray:
     sacrum = spine.sacrum
+    if lateral and sacrum.segments:
+        return np.concatenate(
+            [
+                sacral_segment_corners(segment, reach)
+                for segment, reach in zip(sacrum.segments, sacrum.ala_half_widths, strict=True)
+            ]
+        )
     half_w = sacrum.width / 2 if lateral else 1.0
     return np.array(
         [sacrum.to_world(x, y, z) for x, y in sacrum.profile() for z in (-half_w, half_w)]
@@ -115,7 +124,9 @@ def paint_labels(spine: Spine, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict
         tissue["posterior"][box] |= posterior
         bodies[box][inside] = body.label
         vertebrae[box][inside | posterior] = body.label
-    if spine.sacrum is not None:
+    if spine.sacrum is not None and lateral and spine.sacrum.segments:
+        _paint_sacral_segments(spine, grid, bodies, vertebrae, tissue)
+    elif spine.sacrum is not None:
         box = grid.box(sacrum_corners(spine, lateral)[:, : grid.ndim])
         if box is not None:
             x, y, z = spine.sacrum.local(grid.points(box))
@@ -124,6 +135,30 @@ def paint_labels(spine: Spine, grid: Grid) -> tuple[np.ndarray, np.ndarray, dict
             vertebrae[box][inside] = SACRUM
     tissue["disc"] &= bodies == 0
     return bodies, vertebrae, tissue
+
+
+def _paint_sacral_segments(
+    spine: Spine,
+    grid: Grid,
+    bodies: np.ndarray,
+    vertebrae: np.ndarray,
+    tissue: dict[str, np.ndarray],
+) -> None:
+    """The 3D sacrum (26 in both label maps), its canal and the L5/S1 disc."""
+    sacrum, last = spine.sacrum, spine.bodies[-1]
+    first = sacrum.segments[0]
+    box = grid.box(np.concatenate([body_corners(last, True), body_corners(first, True)]))
+    if box is not None:
+        tissue["disc"][box] |= disc_inside(last, first, grid.points(box), True)
+    for segment, reach in zip(sacrum.segments, sacrum.ala_half_widths, strict=True):
+        box = grid.box(sacral_segment_corners(segment, reach))
+        if box is None:
+            continue
+        bone, canal = sacral_segment_inside(segment, reach, *segment.local(grid.points(box)))
+        tissue["canal"][box] |= canal & ~bone
+        bodies[box][bone] = SACRUM
+        vertebrae[box][bone] = SACRUM
+    tissue["canal"] &= bodies == 0
 
 
 def body_boxes(spine: Spine, bodies: np.ndarray):

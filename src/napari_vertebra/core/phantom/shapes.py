@@ -107,6 +107,53 @@ def sacrum_inside(
     return inside & (np.abs(z) <= half_width)
 
 
+#: Thickness (mm) of the sacrum's dorsal wall behind the canal, and how far its median crest
+#: reaches beyond it.
+_DORSAL_WALL, _MEDIAN_CREST = 5.0, 7.0
+
+
+def sacral_segment_inside(
+    segment: Body, ala_half_width: float, x: np.ndarray, y: np.ndarray, z: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bone and canal of one 3D sacral segment, in the segment's frame (see :class:`Sacrum`).
+
+    The bone is the segment's body, the walls round the sacral canal with the median crest
+    behind, and the lateral mass: from the body's middle to the dorsal wall in depth, out to
+    ``ala_half_width``, its front receding and its top sloping down towards the side.
+    """
+    depth, width, half_height = segment.depth, segment.width, segment.ha / 2
+    canal_back = depth / 2 + segment.canal_depth
+    canal_half_width = 0.22 * width + 1.0
+    az = np.abs(z)
+    within = np.abs(y) <= half_height
+    canal = within & (x > depth / 2) & (x < canal_back) & (az < canal_half_width)
+    walls = within & (x >= depth / 2 - 2) & (x <= canal_back + _DORSAL_WALL)
+    walls &= az <= canal_half_width + _DORSAL_WALL
+    crest = (np.abs(y) <= half_height - 3) & (x >= canal_back)
+    crest &= (x <= canal_back + _DORSAL_WALL + _MEDIAN_CREST) & (az <= 3.0)
+    beyond_body = np.clip(az - width / 2, 0, None)
+    front = -0.1 * depth + 0.35 * beyond_body
+    back = canal_back + _DORSAL_WALL - 0.3 * np.clip(az - canal_half_width - _DORSAL_WALL, 0, None)
+    ala = (az <= ala_half_width) & (x >= front) & (x <= back)
+    ala &= (y >= -half_height + 2 + 0.12 * beyond_body) & (y <= half_height)
+    bone = (body_inside(segment, x, y, z) | walls | crest | ala) & ~canal
+    return bone, canal
+
+
+def sacral_segment_corners(segment: Body, ala_half_width: float) -> np.ndarray:
+    """Corners (model mm) of a box holding a 3D sacral segment with its lateral mass and crest."""
+    back = segment.depth / 2 + segment.canal_depth + _DORSAL_WALL + _MEDIAN_CREST + 1
+    reach = ala_half_width + 1
+    return np.array(
+        [
+            segment.to_world(x, y, z)
+            for x in (-segment.depth / 2 - 1, back)
+            for y in (-segment.ha / 2 - 1, segment.ha / 2 + 1)
+            for z in (-reach, reach)
+        ]
+    )
+
+
 def disc_inside(upper: Body, lower: Body, points: np.ndarray, lateral: bool) -> np.ndarray:
     """Mask of the intervertebral disc between two bodies (bodies are painted over it later)."""
     top = upper.to_world(0, upper.hm / 2)
