@@ -27,10 +27,11 @@ def test_true_lateral_projection_keeps_the_geometry_and_labels(ct_phantom):
     expected = np.where(paths.max(axis=0) >= 2.0, np.array(values)[paths.argmax(axis=0)], 0)
     np.testing.assert_array_equal(labels.array, expected)
     assert all((labels.array == v).sum() > 100 for v in values[1:])
-    # Bone is bright: body centres are brighter than the soft tissue in front of them.
-    centre = np.argwhere(labels.array == 23).mean(axis=0).astype(int)
-    front = (centre[0], max(0, centre[1] - int(40 / ct.spacing[1])))
-    assert image.array[tuple(centre)] > image.array[front]
+    # Bone is bright: a body's centre is brighter than the soft tissue at the front of the field
+    # in its row. L5's row: the aorta, which may hold contrast and outshine the cancellous bone
+    # of an osteoporotic phantom, ends at L4.
+    centre = np.argwhere(labels.array == 24).mean(axis=0).astype(int)
+    assert image.array[tuple(centre)] > image.array[centre[0], 0]
 
 
 def test_random_geometry_magnifies_rotates_and_is_recorded(ct_phantom):

@@ -191,6 +191,32 @@ def _normalise(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+#: Shares of the L1-L5 lordosis taken by the L1/L2 ... L4/L5 segments: the lower lumbar
+#: segments are the most lordotic (in adults L4/L5 and L5/S1 take most of it).
+_LORDOSIS_SHARES = (0.15, 0.2, 0.28, 0.37)
+
+
+def _lordosis_profile(
+    levels: list[int], dims: list[tuple[float, float, float]], lordosis_deg: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Arc positions (mm, approximately the body centres) and the extra sagittal turn (degrees)
+    of the lumbar lordosis there, centred on the lumbar levels in view so that it bends the
+    column without tilting it as a whole; flat without two lumbar levels."""
+    centres, s = [], 20.0
+    for height, _, disc in dims:
+        centres.append(s + height / 2)
+        s += height + disc
+    lumbar = [k for k, label in enumerate(levels) if level_id("L1") <= label <= level_id("L5")]
+    if len(lumbar) < 2 or not lordosis_deg:
+        return np.array([0.0, 1.0]), np.zeros(2)
+    turns = [0.0]
+    for k in lumbar[1:]:
+        segment = levels[k] - level_id("L2")  # the segment above this level: L1/L2 is 0
+        turns.append(turns[-1] + lordosis_deg * _LORDOSIS_SHARES[segment])
+    theta = np.array(turns) - np.mean(turns)
+    return np.array([centres[k] for k in lumbar]), theta
+
+
 def _mean_dimensions(label: int) -> tuple[float, float, float]:
     """Typical (height, depth, disc height) in mm by level, T1 = rank 0."""
     r = craniocaudal_rank(label) - craniocaudal_rank(level_id("T1"))
@@ -211,6 +237,7 @@ def sample_spine(
     lateral_curvature_deg: float = 0.0,
     axial_rotation_deg: float = 0.0,
     patient_scale: float = 1.0,
+    lordosis_deg: float = 0.0,
     three_d: bool = False,
 ) -> Spine:
     """Place the bodies of ``levels`` along a random smooth centreline.
@@ -229,6 +256,9 @@ def sample_spine(
         In-plane rotation of the whole spine (patient tilt).
     lateral_curvature_deg, axial_rotation_deg
         Scoliosis-like coronal curvature and the largest axial rotation of a vertebra (3D only).
+    lordosis_deg
+        Lumbar lordosis: how far the cranio-caudal axis turns posteriorly from L1 to L5
+        (:func:`_lordosis_profile`), on top of ``curvature_deg``.
     three_d
         Give the sacrum its 3D segments (:func:`sacral_segments`); the draws for them come after
         all others, so a radiograph phantom of a seed is the same with or without them.
@@ -248,11 +278,14 @@ def sample_spine(
     phase = rng.uniform(0, 2 * np.pi)
     lat_phase = rng.uniform(0, 2 * np.pi)
     total = sum(d[0] + d[2] for d in dims) + 60.0
+    lordosis_s, lordosis_theta = _lordosis_profile(levels, dims, lordosis_deg)
 
     def tangent(s: float) -> np.ndarray:
         frac = s / total
         theta = np.radians(
-            tilt_deg + curvature_deg * (np.sin(np.pi * frac + phase) - np.sin(phase))
+            tilt_deg
+            + curvature_deg * (np.sin(np.pi * frac + phase) - np.sin(phase))
+            + np.interp(s, lordosis_s, lordosis_theta)
         )
         phi = np.radians(lateral_curvature_deg * np.sin(2 * np.pi * frac + lat_phase))
         return _normalise(

@@ -64,6 +64,7 @@ def make_phantom(
     axial_rotation_deg: float | None = None,
     lateral_curvature_deg: float | None = None,
     patient_scale: float | None = None,
+    lordosis_deg: float | None = None,
     crop_top: bool | None = None,
     surroundings: Literal["spine", "abdomen"] = "spine",
 ) -> Phantom:
@@ -91,6 +92,10 @@ def make_phantom(
         coronal (scoliotic) curvature; the last two only apply to CT. Random by default.
     patient_scale
         Size factor of all bodies (0.85-1.15 by default).
+    lordosis_deg
+        CT only: how far the column turns back from L1 to L5, spread over the lumbar levels in
+        view, most at L4/L5 (20-50 degrees by default; 0 for none). Radiographs keep their
+        single ``curvature_deg``.
     crop_top
         Let the field of view cut through the top vertebra (radiographs; 25 % by default).
     surroundings
@@ -157,6 +162,7 @@ def make_phantom(
         "lateral_curvature_deg": given_or(lateral_curvature_deg, -8, 8, applies=is_ct),
         "axial_rotation_deg": given_or(axial_rotation_deg, -10, 10, applies=is_ct),
         "patient_scale": given_or(patient_scale, 0.85, 1.15),
+        "lordosis_deg": given_or(lordosis_deg, 20, 50, applies=is_ct),
     }
     spine = sample_spine(rng, level_ids, with_sacrum, fracture_ids, **params, three_d=is_ct)
     ndim = 3 if is_ct else 2
