@@ -364,7 +364,7 @@ def _profile(
     lattice seen at an angle would otherwise fill steps unevenly, in a comb of false waists.
     """
     index = np.nonzero(mask)
-    if not degrees or mask.ndim < 2:
+    if not degrees:
         steps = index[0] - index[0].min()
         return np.bincount(steps).astype(float), steps
     angle = np.radians(degrees)

@@ -116,6 +116,11 @@ class Body:
         return d @ self.e_ap, d @ self.e_cc, d @ self.e_lr
 
 
+#: Thickness (mm) of the 3D sacrum's dorsal wall behind the canal, and how far its median crest
+#: reaches beyond it.
+SACRAL_DORSAL_WALL_MM, SACRAL_CREST_MM = 5.0, 7.0
+
+
 @dataclass
 class Sacrum:
     """The sacrum; its frame's origin is the middle of the S1 upper endplate.
@@ -156,7 +161,7 @@ class Sacrum:
         if not self.segments:
             return float(self.center[1]), self.width / 2
         s1 = self.segments[0]
-        ala_middle = 0.5 * (s1.depth / 2 + s1.canal_depth + 5.0)
+        ala_middle = 0.5 * (s1.depth / 2 + s1.canal_depth + SACRAL_DORSAL_WALL_MM)
         return float(s1.to_world(ala_middle, 0.0)[1]), self.ala_half_widths[0]
 
     def profile(self) -> np.ndarray:
@@ -378,13 +383,9 @@ def sample_spine(
     if with_sacrum:
         last = bodies[-1]
         depth = last.depth * rng.uniform(0.95, 1.05)
-        center, e_cc, e_ap, e_lr = frame(s, 0.0)
+        center, lumbar_cc, lumbar_ap, _ = frame(s, 0.0)
         # Sacral slope: the sacrum's axis turns posteriorly relative to the lumbar axis.
-        angle = np.radians(rng.uniform(15, 30))
-        e_cc, e_ap = (
-            np.cos(angle) * e_cc + np.sin(angle) * e_ap,
-            -np.sin(angle) * e_cc + np.cos(angle) * e_ap,
-        )
+        e_cc, e_ap = _turned(lumbar_cc, lumbar_ap, rng.uniform(15, 30))
         sacrum = Sacrum(
             center=center,
             e_cc=e_cc,
@@ -395,8 +396,7 @@ def sample_spine(
             length=95 * patient_scale,
         )
         if three_d:
-            _, e_cc, e_ap, e_lr = frame(s, 0.0)
-            sacrum = sacral_segments(rng, last, center, e_cc, e_ap, e_lr, patient_scale)
+            sacrum = sacral_segments(rng, last, center, lumbar_cc, lumbar_ap, patient_scale)
     return Spine(
         bodies=bodies,
         sacrum=sacrum,
@@ -417,18 +417,17 @@ def sacral_segments(
     top: np.ndarray,
     e_cc: np.ndarray,
     e_ap: np.ndarray,
-    e_lr: np.ndarray,
     patient_scale: float,
 ) -> Sacrum:
     """A 3D sacrum below ``l5``: S1 across a wedge-shaped disc, then S2-S5 as a curved plate.
 
-    ``top`` is the middle of the S1 upper endplate and ``e_cc``/``e_ap``/``e_lr`` the lumbar
-    frame there. Shapes follow the adult sacrum as seen on the real lumbar CT in ``shared/data``:
-    S1 a body about as large as L5 whose upper endplate is turned 8-20 degrees further back than
-    L5's lower one (the lordotic L5/S1 disc, anterior gap wider); below it the sacrum narrows to
-    a plate about half S1's depth that turns 20-35 degrees back, then curves forward again by
-    10-18 degrees per segment (the sacral kyphosis). The alae reach 20-28 mm beyond S1's body
-    on each side (a sacrum about 100-120 mm wide) and taper over S2-S3.
+    ``top`` is the middle of the S1 upper endplate and ``e_cc``/``e_ap`` the lumbar frame's
+    caudal and posterior axes there. Shapes follow the adult sacrum as seen on the real lumbar
+    CT in ``shared/data``: S1 a body about as large as L5 whose upper endplate is turned 8-20
+    degrees further back than L5's lower one (the lordotic L5/S1 disc, anterior gap wider);
+    below it the sacrum narrows to a plate about half S1's depth that turns 20-35 degrees back,
+    then curves forward again by 10-18 degrees per segment (the sacral kyphosis). The alae reach
+    20-28 mm beyond S1's body on each side (a sacrum about 100-120 mm wide) and taper over S2-S3.
     """
     s1_turn = rng.uniform(8.0, 20.0)
     plate_turn = rng.uniform(20.0, 35.0)
@@ -438,13 +437,14 @@ def sacral_segments(
     width = l5.width * rng.uniform(0.95, 1.05)
     canal = patient_scale * rng.uniform(10.0, 14.0)
     ala = width / 2 + patient_scale * rng.uniform(20.0, 28.0)
-    # Per segment S1-S5: height, depth, width, canal depth as fractions of S1's; ala reach.
+    # Per segment S1-S5: height, depth, width, canal depth as fractions of S1's, and the alae's
+    # reach as a fraction of theirs beside S1 (none beside S4-S5).
     fractions = (
-        (1.0, 1.0, 1.0, 1.0),
-        (0.8, 0.55, 0.75, 0.8),
-        (0.7, 0.45, 0.6, 0.65),
-        (0.6, 0.38, 0.5, 0.5),
-        (0.5, 0.32, 0.42, 0.4),
+        (1.0, 1.0, 1.0, 1.0, 1.0),
+        (0.8, 0.55, 0.75, 0.8, 0.85),
+        (0.7, 0.45, 0.6, 0.65, 0.6),
+        (0.6, 0.38, 0.5, 0.5, 0.0),
+        (0.5, 0.32, 0.42, 0.4, 0.0),
     )
     turns = (0.0, plate_turn, plate_turn - kyphosis, plate_turn - 2 * kyphosis)
     turns += (plate_turn - 3 * kyphosis,)
@@ -452,7 +452,7 @@ def sacral_segments(
     segments: list[Body] = []
     alae: list[float] = []
     joint = top
-    for k, ((fh, fd, fw, fc), turn) in enumerate(zip(fractions, turns, strict=True)):
+    for k, ((fh, fd, fw, fc, fa), turn) in enumerate(zip(fractions, turns, strict=True)):
         seg_cc, seg_ap = _turned(s1_cc, s1_ap, turn)
         h, d = height * fh, depth * fd
         # Consecutive segments meet at their posterior corners; the turn would leave a wedge
@@ -480,7 +480,7 @@ def sacral_segments(
                 trabecular_density=l5.trabecular_density,
             )
         )
-        alae.append(max(width * fw / 2 + 4.0, ala * (1.0, 0.85, 0.6, 0.0, 0.0)[k]))
+        alae.append(max(width * fw / 2 + 4.0, ala * fa))
         joint = center + (h / 2) * seg_cc + (d / 2) * seg_ap
     length = float(np.linalg.norm(joint - top))
     return Sacrum(

@@ -155,7 +155,7 @@ def _paint_sacral_segments(
         if box is None:
             continue
         bone, canal = sacral_segment_inside(segment, reach, *segment.local(grid.points(box)))
-        tissue["canal"][box] |= canal & ~bone
+        tissue["canal"][box] |= canal
         bodies[box][bone] = SACRUM
         vertebrae[box][bone] = SACRUM
     tissue["canal"] &= bodies == 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.measure import points_in_poly
 
-from .anatomy import Body, Sacrum
+from .anatomy import SACRAL_CREST_MM, SACRAL_DORSAL_WALL_MM, Body, Sacrum
 
 #: Cross-section exponents of the body: rounder in front, flat behind (the posterior wall).
 _ANTERIOR_EXPONENT, _POSTERIOR_EXPONENT = 2.5, 5.0
@@ -107,11 +107,6 @@ def sacrum_inside(
     return inside & (np.abs(z) <= half_width)
 
 
-#: Thickness (mm) of the sacrum's dorsal wall behind the canal, and how far its median crest
-#: reaches beyond it.
-_DORSAL_WALL, _MEDIAN_CREST = 5.0, 7.0
-
-
 def sacral_segment_inside(
     segment: Body, ala_half_width: float, x: np.ndarray, y: np.ndarray, z: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -124,16 +119,17 @@ def sacral_segment_inside(
     depth, width, half_height = segment.depth, segment.width, segment.ha / 2
     canal_back = depth / 2 + segment.canal_depth
     canal_half_width = 0.22 * width + 1.0
+    wall_back = canal_back + SACRAL_DORSAL_WALL_MM
+    wall_side = canal_half_width + SACRAL_DORSAL_WALL_MM
     az = np.abs(z)
     within = np.abs(y) <= half_height
     canal = within & (x > depth / 2) & (x < canal_back) & (az < canal_half_width)
-    walls = within & (x >= depth / 2 - 2) & (x <= canal_back + _DORSAL_WALL)
-    walls &= az <= canal_half_width + _DORSAL_WALL
+    walls = within & (x >= depth / 2 - 2) & (x <= wall_back) & (az <= wall_side)
     crest = (np.abs(y) <= half_height - 3) & (x >= canal_back)
-    crest &= (x <= canal_back + _DORSAL_WALL + _MEDIAN_CREST) & (az <= 3.0)
+    crest &= (x <= wall_back + SACRAL_CREST_MM) & (az <= 3.0)
     beyond_body = np.clip(az - width / 2, 0, None)
     front = -0.1 * depth + 0.35 * beyond_body
-    back = canal_back + _DORSAL_WALL - 0.3 * np.clip(az - canal_half_width - _DORSAL_WALL, 0, None)
+    back = wall_back - 0.3 * np.clip(az - wall_side, 0, None)
     ala = (az <= ala_half_width) & (x >= front) & (x <= back)
     ala &= (y >= -half_height + 2 + 0.12 * beyond_body) & (y <= half_height)
     bone = (body_inside(segment, x, y, z) | walls | crest | ala) & ~canal
@@ -142,7 +138,7 @@ def sacral_segment_inside(
 
 def sacral_segment_corners(segment: Body, ala_half_width: float) -> np.ndarray:
     """Corners (model mm) of a box holding a 3D sacral segment with its lateral mass and crest."""
-    back = segment.depth / 2 + segment.canal_depth + _DORSAL_WALL + _MEDIAN_CREST + 1
+    back = segment.depth / 2 + segment.canal_depth + SACRAL_DORSAL_WALL_MM + SACRAL_CREST_MM + 1
     reach = ala_half_width + 1
     return np.array(
         [
