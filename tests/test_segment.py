@@ -239,6 +239,31 @@ def test_pieces_of_the_sacrum_taken_for_bodies_become_sacrum():
     assert (out[10:30, 10:40] == 1).all() and (out[80:95, 50:55] == 26).all()
 
 
+def test_an_s1_body_held_by_the_sacrum_is_absorbed_but_not_l5_reached_by_a_strand():
+    from napari_vertebra.core.pipeline import absorb_into_sacrum
+
+    # Canonical 3D axes: head → feet, front → back, right → left.
+    labels = np.zeros((60, 22, 40), np.uint8)
+    labels[0:8, 4:16, 12:28] = 1  # L4
+    labels[10:22, 4:16, 12:28] = 1  # L5
+    labels[25:33, 4:16, 12:28] = 1  # S1 body, taken for a body by the model
+    labels[33:55, 4:18, 4:36] = 26  # S2 and below
+    labels[25:33, 6:16, 4:11] = labels[25:33, 6:16, 29:36] = 26  # the alae beside S1
+    # A strand labelled sacrum up the back of L5 (its posterior edge) lifts the sacrum's top
+    # above L5's middle.
+    labels[12:33, 16, 19:21] = 26
+    out = absorb_into_sacrum(labels, spacing=(3.0, 3.0, 3.0))
+    assert (out[10:22, 4:16, 12:28] == 1).all() and (out[0:8, 4:16, 12:28] == 1).all()
+    assert (out[25:33, 4:16, 12:28] == 26).all()
+    # Without the alae and the sacrum under it, S1 is a body like L5.
+    alone = labels.copy()
+    alone[labels == 26] = 0
+    alone[25:33, 6:16, 4:11] = alone[25:33, 6:16, 29:36] = 0
+    alone[40:50, 4:18, 4:36] = 26  # the sacrum, across a disc
+    out = absorb_into_sacrum(alone, spacing=(3.0, 3.0, 3.0))
+    assert (out[25:33, 4:16, 12:28] == 1).all()
+
+
 def test_the_sacrum_is_the_piece_that_continues_the_column():
     from napari_vertebra.core.instances import sacrum_beside_column
 
