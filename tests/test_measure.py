@@ -268,6 +268,21 @@ def test_touching_bodies_are_split():
     assert len(instances) == 3
 
 
+def test_a_body_with_a_cleft_is_not_split_into_halves_side_by_side():
+    # A model's body at the top edge of a 3 mm CT came with a deep sagittal cleft: one erosion
+    # left two cores side by side, which are halves of one body, not two bodies.
+    body = np.zeros((10, 16, 34), np.uint8)
+    body[:, 1:15, 1:16] = body[:, 1:15, 18:33] = 1  # left and right halves
+    body[:, 7:9, 16:18] = 1  # joined by a neck two voxels thick
+    spacing = (3.0, 3.0, 3.0)
+    assert len(extract_instances(body, spacing)) == 1
+    # Two such bodies stacked, joined by the same neck, are still two.
+    stacked = np.zeros((22, 16, 17), np.uint8)
+    stacked[0:10, 1:15, 1:16] = stacked[12:22, 1:15, 1:16] = 1
+    stacked[10:12, 7:9, 7:9] = 1
+    assert len(extract_instances(stacked, spacing)) == 2
+
+
 def test_l5_lying_on_the_sacrum_over_a_broad_face_is_split_off():
     # A tilted L5 lying on the sacrum with no disc gap left (as at thick slices, or in a mask drawn
     # without the disc): the sacrum of CT phantom 1002 moved up until it touches L5 over a broad

@@ -56,6 +56,12 @@ MAX_BRIDGE_MM = 2.0
 #: 0.24-0.60; a single whole vertebra of the real CTs here to 0.73 at the least); each part must
 #: hold this share of the median part's voxels (a lump on a body is not a part).
 WAIST_SHARE, WAIST_MIN_PART = 0.65, 0.25
+#: Cores that erosion leaves of one piece are separate bodies only when they are stacked: the
+#: line between their centres lies within this angle of the cranio-caudal axis (the lumbosacral
+#: disc, the most tilted, turns the line between L5's and S1's centres by under 45 degrees).
+#: Cores side by side are one body with a cleft, as a model's T12 at the top edge of the real
+#: lumbar CT, whose halves were 23 mm apart across and 1 mm along the spine.
+STACKED_MAX_ANGLE_DEG = 60.0
 
 
 @dataclass
@@ -297,7 +303,7 @@ def _split_touching(mask: np.ndarray, spacing: np.ndarray) -> list[np.ndarray]:
             continue
         sizes = ndimage.sum_labels(eroded, seeds, index=np.arange(1, count + 1))
         big = [k + 1 for k, s in enumerate(sizes) if s >= 0.3 * sizes.max()]
-        if len(big) < 2:
+        if len(big) < 2 or not _stacked(seeds, big, spacing):
             continue
         markers = np.zeros(mask.shape, np.int32)
         for new, old in enumerate(big, start=1):
@@ -305,6 +311,18 @@ def _split_touching(mask: np.ndarray, spacing: np.ndarray) -> list[np.ndarray]:
         parts = _grow_cores(mask, markers, ndimage.distance_transform_edt(mask, sampling=spacing))
         break
     return [piece for part in parts for piece in _split_at_waist(part, spacing)]
+
+
+def _stacked(seeds: np.ndarray, chosen: list[int], spacing: np.ndarray) -> bool:
+    """Whether the ``chosen`` labels of ``seeds`` follow one another cranio-caudally, each next
+    one within :data:`STACKED_MAX_ANGLE_DEG` of axis 0 from the one before."""
+    centres = np.array(ndimage.center_of_mass(seeds > 0, seeds, chosen)) * spacing
+    centres = centres[np.argsort(centres[:, 0])]
+    steps = np.diff(centres, axis=0)
+    along = steps[:, 0]
+    return bool(
+        np.all(along >= np.cos(np.radians(STACKED_MAX_ANGLE_DEG)) * np.linalg.norm(steps, axis=1))
+    )
 
 
 def _waist_rows(area: np.ndarray) -> list[int]:
