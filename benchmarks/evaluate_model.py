@@ -17,9 +17,9 @@
   geometry (seed 424242).
 
 Run: python benchmarks/evaluate_model.py MODEL [--phantoms 20] [--trunk-phantoms 0]
-[--json OUT.json] [--write-card]
-(--write-card adds the figures, with this command, to the validation section of the model's card;
-the weights and their SHA-256 are not touched).
+[--tta] [--json OUT.json] [--write-card]
+(--write-card adds the figures, with this command, to the validation section of the model's card,
+under validation.with_tta with --tta; the weights and their SHA-256 are not touched).
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def held_out_cases(count: int, modality: str, trunk: bool = False):
         yield image, labels, phantom.truth
 
 
-def evaluate_phantoms(model: str, count: int, modality: str, trunk: bool = False) -> dict:
+def evaluate_phantoms(
+    model: str, count: int, modality: str, trunk: bool = False, tta: bool = False
+) -> dict:
     from napari_vertebra import analyze
     from napari_vertebra.core.labels import level_name
 
@@ -83,7 +85,7 @@ def evaluate_phantoms(model: str, count: int, modality: str, trunk: bool = False
         truth = labels.array
         started = time.perf_counter()
         try:
-            result = analyze(image, model=model)
+            result = analyze(image, model=model, tta=tta)
         except ValueError as error:
             failures.append(str(error))
             bodies = [v for v in np.unique(truth) if v not in (0, 26)]
@@ -203,25 +205,25 @@ def _real_ct_bodies():
     return ct, vertebrae.with_array(bodies)
 
 
-def _analyzed_or_segmented(image, model: str) -> tuple[np.ndarray, str | None]:
+def _analyzed_or_segmented(image, model: str, tta: bool = False) -> tuple[np.ndarray, str | None]:
     """The analysis's level map; where the levels cannot be counted (a segmentation in too many
     pieces), the bare segmentation and the reason, so that its Dice is still reported."""
     from napari_vertebra import analyze
     from napari_vertebra.core.pipeline import segment
 
     try:
-        return analyze(image, model=model).labels.array, None
+        return analyze(image, model=model, tta=tta).labels.array, None
     except ValueError as error:
-        return segment(image, model=model).labels.array, str(error)
+        return segment(image, model=model, tta=tta).labels.array, str(error)
 
 
-def evaluate_real_projection(model: str) -> dict:
+def evaluate_real_projection(model: str, tta: bool = False) -> dict:
     from napari_vertebra.core.drr import ProjectionGeometry, lateral_projection
     from napari_vertebra.core.labels import level_name
 
     ct, bodies = _real_ct_bodies()
     image, truth = lateral_projection(ct, bodies, ProjectionGeometry(blur_mm=0.5))
-    predicted, problem = _analyzed_or_segmented(image, model)
+    predicted, problem = _analyzed_or_segmented(image, model, tta)
     votes = level_votes(truth.array, predicted) if problem is None else {}
     named = {level_name(k): (level_name(v) if v else "-") for k, v in votes.items()}
     lumbar = [f"L{k}" for k in range(1, 6)]
@@ -234,11 +236,11 @@ def evaluate_real_projection(model: str) -> dict:
     }
 
 
-def evaluate_real_ct(model: str) -> dict:
+def evaluate_real_ct(model: str, tta: bool = False) -> dict:
     from napari_vertebra.core.labels import level_name
 
     ct, bodies = _real_ct_bodies()
-    predicted, problem = _analyzed_or_segmented(ct, model)
+    predicted, problem = _analyzed_or_segmented(ct, model, tta)
     votes = level_votes(bodies.array, predicted) if problem is None else {}
     named = {level_name(k): (level_name(v) if v else "-") for k, v in votes.items()}
     wanted = ["T12", "L1", "L2", "L3", "L4", "L5"]
@@ -261,6 +263,12 @@ def main() -> None:
         help="also N whole-trunk CT phantoms (surroundings='abdomen'; projected for radiograph "
         "models, with no extra soft tissue)",
     )
+    parser.add_argument(
+        "--tta",
+        action="store_true",
+        help="segment with test-time augmentation (analyze's tta=True); with --write-card the "
+        "figures go to the card's validation.with_tta",
+    )
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--write-card", action="store_true", help="add the figures to the card")
     args = parser.parse_args()
@@ -277,19 +285,19 @@ def main() -> None:
             figures["real_ct"] = evaluate_classifier_on_real_ct(args.model)
     else:
         figures["held_out_phantoms"] = evaluate_phantoms(
-            args.model, args.phantoms, card.modality.lower()
+            args.model, args.phantoms, card.modality.lower(), tta=args.tta
         )
         if args.trunk_phantoms:
             key = "held_out_trunk_projections" if card.modality == "XR" else "held_out_trunk_cts"
             figures[key] = evaluate_phantoms(
-                args.model, args.trunk_phantoms, card.modality.lower(), trunk=True
+                args.model, args.trunk_phantoms, card.modality.lower(), trunk=True, tta=args.tta
             )
     if card.task == FRACTURE_TASK:
         pass  # its real-CT probabilities are above
     elif card.modality == "XR":
-        figures["real_ct_lateral_projection"] = evaluate_real_projection(args.model)
+        figures["real_ct_lateral_projection"] = evaluate_real_projection(args.model, args.tta)
     else:
-        figures["real_ct"] = evaluate_real_ct(args.model)
+        figures["real_ct"] = evaluate_real_ct(args.model, args.tta)
     text = json.dumps(figures, indent=2)
     print(text)
     if args.json:
@@ -299,10 +307,12 @@ def main() -> None:
 
         data = json.loads(card.path.read_text(encoding="utf-8"))
         figures.pop("model"), figures.pop("sha256")
-        data["validation"].update(figures)
-        data["validation"]["evaluation_command"] = "python " + " ".join(
-            ["benchmarks/evaluate_model.py", *sys.argv[1:]]
-        )
+        command = "python " + " ".join(["benchmarks/evaluate_model.py", *sys.argv[1:]])
+        if args.tta:
+            data["validation"]["with_tta"] = {**figures, "evaluation_command": command}
+        else:
+            data["validation"].update(figures)
+            data["validation"]["evaluation_command"] = command
         card.path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         print(f"wrote the figures into {card.path}")
 

@@ -264,6 +264,25 @@ def test_an_s1_body_held_by_the_sacrum_is_absorbed_but_not_l5_reached_by_a_stran
     assert (out[25:33, 4:16, 12:28] == 1).all()
 
 
+def test_the_cleanup_of_a_model_output_does_not_depend_on_the_air_around_it():
+    from napari_vertebra.core.pipeline import _postprocess
+
+    # Canonical 3D axes: head → feet, front → back, right → left.
+    labels = np.zeros((60, 22, 40), np.uint8)
+    labels[0:8, 4:16, 12:28] = 1  # L4
+    labels[3:5, 8:12, 18:22] = 0  # a hole in it, filled by the clean-up
+    labels[10:22, 4:16, 12:28] = 1  # L5
+    labels[25:33, 4:16, 12:28] = 1  # S1 taken for a body, absorbed into the sacrum
+    labels[33:55, 4:18, 4:36] = 26
+    labels[25:33, 6:16, 4:11] = labels[25:33, 6:16, 29:36] = 26
+    alone = _postprocess(labels, (3.0, 3.0, 3.0))
+    assert (alone[3:5, 8:12, 18:22] == 1).all() and (alone[25:33, 4:16, 12:28] == 26).all()
+    padded = np.pad(labels, ((7, 30), (25, 3), (40, 11)))
+    cleaned = _postprocess(padded, (3.0, 3.0, 3.0))
+    np.testing.assert_array_equal(cleaned[7:-30, 25:-3, 40:-11], alone)
+    assert not cleaned[:7].any() and not cleaned[:, :25].any() and not cleaned[:, :, -11:].any()
+
+
 def test_the_sacrum_is_the_piece_that_continues_the_column():
     from napari_vertebra.core.instances import sacrum_beside_column
 

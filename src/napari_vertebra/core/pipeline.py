@@ -212,17 +212,30 @@ def _segment_learned(
         by_head = split_heads(probabilities, heads)
         probabilities = by_head[options.get("head", next(iter(heads)))]
         maps = _head_maps(by_head, heads)
-    body = probabilities[body_index].sum(axis=0)
-    winner = probabilities.argmax(axis=0)
-    labels = np.zeros(image.shape, np.uint8)
-    labels[np.isin(winner, body_index)] = 1
-    if sacrum_index is not None:
-        labels[winner == sacrum_index] = SACRUM
+    body = probabilities[body_index].sum(axis=0, dtype=np.float32)
+    labels = _winning_classes(probabilities, body_index, sacrum_index)
+    del probabilities
     labels = _postprocess(labels, image.spacing)
     details = {"preprocessing": prepared.record, "model_spacing_mm": prepared.spacing}
     if maps:
         details["head_outputs"] = sorted(maps)
     return labels, body.astype(np.float32), details, maps
+
+
+def _winning_classes(
+    probabilities: np.ndarray, body_index: list[int], sacrum_index: int | None
+) -> np.ndarray:
+    """Label map (1 body, 26 sacrum) of the most probable class per pixel, computed in slabs
+    along the first image axis so that a 512² × 300 CT never holds an int64 argmax volume."""
+    labels = np.zeros(probabilities.shape[1:], np.uint8)
+    slab = max(1, int(2**24 // max(1, np.prod(probabilities.shape[2:]))))
+    for start in range(0, labels.shape[0], slab):
+        winner = probabilities[:, start : start + slab].argmax(axis=0)
+        part = labels[start : start + slab]
+        part[np.isin(winner, body_index)] = 1
+        if sacrum_index is not None:
+            part[winner == sacrum_index] = SACRUM
+    return labels
 
 
 def _head_maps(by_head: dict[str, np.ndarray], heads: dict[str, list[str]]) -> dict:
@@ -250,6 +263,24 @@ def _head_maps(by_head: dict[str, np.ndarray], heads: dict[str, list[str]]) -> d
 def _postprocess(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     """Seed 000: fill holes in each body (sagittal sections in 3D); pieces of the sacrum taken
     for bodies become sacrum (:func:`absorb_into_sacrum`)."""
+    from scipy import ndimage
+
+    boxes = ndimage.find_objects((labels > 0).astype(np.uint8))
+    if not boxes:
+        return labels.copy()
+    # Inside the labels' box with a voxel of margin: the same result (nothing lies outside it)
+    # without whole-volume passes over a CT that is mostly air.
+    box = tuple(
+        slice(max(b.start - 1, 0), min(b.stop + 1, n))
+        for b, n in zip(boxes[0], labels.shape, strict=True)
+    )
+    out = np.zeros_like(labels)
+    out[box] = _postprocess_in_box(labels[box], spacing)
+    return out
+
+
+def _postprocess_in_box(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """:func:`_postprocess` on the labels' bounding box."""
     from scipy import ndimage
 
     labels = absorb_into_sacrum(labels, spacing)
