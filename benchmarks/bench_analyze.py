@@ -5,7 +5,7 @@ Cases (each run in a fresh process so that its peak resident memory is its own):
   does not depend on them) with seed 004's preprocessing (clip, z-score, 1024² letterbox,
   CLAHE);
 - CT: a 512 × 512 × 300 volume (a CT phantom at 0.7 × 0.7 × 1.0 mm placed in air) through the
-  non-learned CT baseline;
+  non-learned CT baseline, and through each installed CT model;
 - the same radiograph on CUDA when a GPU is available.
 Then the baseline's vertebral-body Dice on the two real CTs in ../shared/data and on CT
 phantoms (with whether all their levels came out right).
@@ -184,6 +184,12 @@ def main() -> None:
     report(
         "CT, non-learned baseline, CPU", run_case("ct", args.repeats, "ct-baseline", "cpu"), 60, 4
     )
+    from napari_vertebra.core.segment.card import SEGMENTATION_TASK
+    from napari_vertebra.core.segment.registry import available_models
+
+    for name, card in available_models(task=SEGMENTATION_TASK).items():
+        if card.modality == "CT":
+            report(f"CT, model {name}, CPU", run_case("ct", args.repeats, name, "cpu"), 60, 4)
     if not args.skip_dice:
         baseline_dice()
         baseline_on_phantoms(args.phantoms)

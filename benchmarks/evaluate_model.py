@@ -245,10 +245,36 @@ def evaluate_real_ct(model: str, tta: bool = False) -> dict:
     named = {level_name(k): (level_name(v) if v else "-") for k, v in votes.items()}
     wanted = ["T12", "L1", "L2", "L3", "L4", "L5"]
     found = dice(vertebral_bodies(bodies.array), vertebral_bodies(predicted))
-    return {
+    figures = {
         "levels": named if problem is None else f"not counted: {problem}",
         "t12_l5_correct": all(named.get(level) == level for level in wanted),
         "dice_vertebral_body": round(found, 4),
+    }
+    if problem is None:
+        figures.update(_heights_against_the_body_mask(bodies, bodies.with_array(predicted)))
+    return figures
+
+
+def _heights_against_the_body_mask(truth, predicted) -> dict:
+    """Heights and grades of T12–L5 measured on the predicted levels against those measured on
+    TotalSegmentator's body mask (the reference has no fracture; a grade >= 1 is a false one)."""
+    from napari_vertebra import measure
+
+    columns = ["anterior_height_mm", "middle_height_mm", "posterior_height_mm"]
+    reference = measure(truth).table.set_index("level")
+    ours = measure(predicted).table.set_index("level")
+    levels = [v for v in ("T12", "L1", "L2", "L3", "L4", "L5") if v in ours.index]
+    differences = (ours.loc[levels, columns] - reference.loc[levels, columns]).abs()
+    graded = ours.loc[levels, "genant_grade"].dropna()
+    return {
+        "height_mae_mm_t12_l5": {
+            column.removesuffix("_height_mm"): round(float(differences[column].mean()), 2)
+            for column in columns
+        },
+        "height_max_difference_mm": round(float(differences.to_numpy().max()), 2),
+        "graded_fractured_against_a_normal_reference": {
+            level: int(grade) for level, grade in graded.items() if grade >= 1
+        },
     }
 
 

@@ -6,13 +6,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_vertebra import make_phantom, segment
+from napari_vertebra import analyze, make_phantom, read_image, segment
 from napari_vertebra.core.labels import level_id
 from napari_vertebra.core.metrics import dice, vertebral_bodies
 from napari_vertebra.core.pipeline import _default_radiograph_model
-from napari_vertebra.core.segment.card import FRACTURE_TASK, read_card, verify
+from napari_vertebra.core.segment.card import FRACTURE_TASK, read_card, sha256_of, verify
 from napari_vertebra.core.segment.fracture import classify_vertebrae
 from napari_vertebra.core.segment.registry import available_models
+from napari_vertebra.samples import lumbar_ct, sample_path
 
 BUNDLED = Path(str(resources.files("napari_vertebra"))) / "models"
 CARDS = sorted(BUNDLED.glob("*.json"))
@@ -25,6 +26,28 @@ def test_a_radiograph_model_is_bundled_and_the_default_has_a_region_head():
     # Seed 004's region head lets levels be counted without the sacrum in view.
     default = available_models()[_default_radiograph_model()]
     assert default.modality == "XR" and "region" in default.heads
+
+
+def test_bundled_ct_model_holds_on_the_held_out_real_ct():
+    # The real lumbar CT was never trained on (the card says which real scans were).
+    ct, vertebrae = lumbar_ct()
+    cards = [read_card(c) for c in SEGMENTERS if read_card(c).modality == "CT"]
+    assert cards, "no CT segmentation model is bundled"
+    for card in cards:
+        result = analyze(ct, model=card.name)
+        assert result.summary["model"]["card_sha256"] == sha256_of(card.path)
+        mask = read_image(sample_path("lumbar-ct-body-mask"), kind="labels").array
+        truth = np.where(mask == 1, vertebrae.array, 0)
+        predicted = result.labels.array
+        assert dice(vertebral_bodies(truth), vertebral_bodies(predicted)) >= 0.90
+        for name in ("T12", "L1", "L2", "L3", "L4", "L5"):
+            inside = predicted[truth == level_id(name)]
+            assert np.bincount(inside[inside > 0]).argmax() == level_id(name), name
+
+
+def test_ct_analysis_uses_the_baseline_unless_a_model_is_named():
+    phantom = make_phantom("ct", seed=3)
+    assert segment(phantom.image).model["name"] == "ct-baseline"
 
 
 @pytest.mark.parametrize("card_path", CARDS, ids=[c.stem for c in CARDS])

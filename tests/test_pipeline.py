@@ -15,7 +15,7 @@ from napari_vertebra.core.metrics import dice
 
 @pytest.fixture(scope="module")
 def lumbar_result(shared_data):
-    return analyze(shared_data / "ct-lumbar-totalseg" / "ct.nii.gz")
+    return analyze(shared_data / "ct-lumbar-totalseg" / "ct.nii.gz", model="ct-baseline")
 
 
 def test_ct_baseline_segments_and_levels_the_real_lumbar_ct(shared_data, lumbar_result):
@@ -38,7 +38,7 @@ def test_ct_baseline_segments_and_levels_the_real_lumbar_ct(shared_data, lumbar_
 
 def test_ct_baseline_on_the_l2_l4_crop(shared_data):
     folder = shared_data / "ct-crop-tptbox"
-    result = analyze(folder / "sub-ct_label-22_ct.nii.gz")
+    result = analyze(folder / "sub-ct_label-22_ct.nii.gz", model="ct-baseline")
     sub = read_image(folder / "sub-ct_seg-subreg_label-22_msk.nii.gz", kind="labels").array
     # The marrow of this crop is as dark as its discs (median 51 HU); its three vertebrae are
     # one piece until the endplate peaks split them.

@@ -316,7 +316,9 @@ def test_add_to_viewer_from_a_script(make_napari_viewer, shared_data):
     from napari_vertebra import add_to_viewer, analyze
 
     viewer = make_napari_viewer()
-    result = analyze(shared_data / "ct-crop-tptbox" / "sub-ct_label-22_ct.nii.gz")
+    result = analyze(
+        shared_data / "ct-crop-tptbox" / "sub-ct_label-22_ct.nii.gz", model="ct-baseline"
+    )
     layers = add_to_viewer(viewer, result)
     assert [layer.name for layer in viewer.layers] == [
         "sub-ct_label-22_ct",

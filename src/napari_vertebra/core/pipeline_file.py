@@ -389,11 +389,11 @@ class _NotFor(Exception):
 
 
 def _segmentation_record(choice: str, modality: str) -> dict[str, Any]:
-    from .pipeline import CT_BASELINE, _default_radiograph_model, _model_record
+    from .pipeline import CT_BASELINE, _model_record, default_segmentation_model
     from .segment.registry import find_model
 
     if choice == "auto":
-        choice = CT_BASELINE if modality == "CT" else _default_radiograph_model()
+        choice = default_segmentation_model(modality)
     if choice == CT_BASELINE:
         if modality != "CT":
             raise _NotFor
