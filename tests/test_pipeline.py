@@ -156,6 +156,15 @@ def test_radiographs_use_the_bundled_model_by_default_and_record_its_card():
     assert record["sha256"] == card.sha256
     assert record["card_sha256"] == sha256_of(card.path)
     assert result.table["level"].iloc[-1] == "S1"
+    # Each vertebra's segmentation_confidence is the mean body probability over its pixels.
+    checked = 0
+    for row in result.table.itertuples():
+        inside = result.labels.array == row.label
+        if inside.any():
+            expected = result.probabilities[inside].mean()
+            assert row.segmentation_confidence == pytest.approx(expected, abs=6e-4)  # 3 decimals
+            checked += 1
+    assert checked == len(result.table)
 
 
 def test_analyze_explains_bad_requests(tmp_path, monkeypatch):

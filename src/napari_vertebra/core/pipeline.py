@@ -657,8 +657,15 @@ def _add_mean_per_vertebra(measurement: Measurement, values: np.ndarray, column:
     from scipy import ndimage
 
     labels = [int(row["label"]) for row in measurement.rows]
-    present = np.isin(labels, np.unique(measurement.level_map))
-    means = ndimage.mean(values, labels=measurement.level_map, index=labels)
-    for row, value, shown in zip(measurement.rows, means, present, strict=True):
-        row[column] = round(float(value), 4) if shown else float("nan")
+    # bincount inside the vertebrae's box: ndimage.mean and np.unique over a whole 512² × 300 CT
+    # take seconds each.
+    boxes = ndimage.find_objects((measurement.level_map > 0).astype(np.uint8))
+    box = boxes[0] if boxes else tuple(slice(0, 0) for _ in measurement.level_map.shape)
+    level_map = measurement.level_map[box].ravel()
+    size = max([int(level_map.max(initial=0)), *labels]) + 1
+    counts = np.bincount(level_map, minlength=size)
+    sums = np.bincount(level_map, weights=values[box].ravel(), minlength=size)
+    for row, label in zip(measurement.rows, labels, strict=True):
+        shown = counts[label] > 0
+        row[column] = round(float(sums[label] / counts[label]), 4) if shown else float("nan")
     measurement.retabulate()
