@@ -33,11 +33,11 @@ def test_bundled_ct_model_holds_on_the_held_out_real_ct():
     ct, vertebrae = lumbar_ct()
     cards = [read_card(c) for c in SEGMENTERS if read_card(c).modality == "CT"]
     assert cards, "no CT segmentation model is bundled"
+    mask = read_image(sample_path("lumbar-ct-body-mask"), kind="labels").array
+    truth = np.where(mask == 1, vertebrae.array, 0)
     for card in cards:
         result = analyze(ct, model=card.name)
         assert result.summary["model"]["card_sha256"] == sha256_of(card.path)
-        mask = read_image(sample_path("lumbar-ct-body-mask"), kind="labels").array
-        truth = np.where(mask == 1, vertebrae.array, 0)
         predicted = result.labels.array
         assert dice(vertebral_bodies(truth), vertebral_bodies(predicted)) >= 0.90
         for name in ("T12", "L1", "L2", "L3", "L4", "L5"):

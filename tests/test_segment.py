@@ -264,6 +264,17 @@ def test_an_s1_body_held_by_the_sacrum_is_absorbed_but_not_l5_reached_by_a_stran
     assert (out[25:33, 4:16, 12:28] == 1).all()
 
 
+def test_bounding_box_holds_every_voxel_and_its_margin_stays_in_the_array():
+    from napari_vertebra.core.instances import bounding_box
+
+    mask = np.zeros((20, 30, 40), bool)
+    mask[3:7, 10:12, 30:39] = True
+    mask[15, 25, 5] = True
+    assert bounding_box(mask) == (slice(3, 16), slice(10, 26), slice(5, 39))
+    assert bounding_box(mask, margin=2) == (slice(1, 18), slice(8, 28), slice(3, 40))
+    assert bounding_box(np.zeros((4, 5), bool)) is None
+
+
 def test_the_cleanup_of_a_model_output_does_not_depend_on_the_air_around_it():
     from napari_vertebra.core.pipeline import _postprocess
 

@@ -114,6 +114,22 @@ def sacrum_beside_column(
     return _sacrum_beside_column(sacrum, bodies, np.asarray(spacing, dtype=float))[0]
 
 
+def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
+    """The smallest box holding every ``True`` of ``mask``, widened by ``margin`` voxels on each
+    side (within the array); ``None`` for an empty mask. Work on a CT's spine is done inside
+    such boxes, as the volume around it is mostly air."""
+    box = []
+    for axis in range(mask.ndim):
+        others = tuple(a for a in range(mask.ndim) if a != axis)
+        present = np.flatnonzero(mask.any(axis=others))
+        if present.size == 0:
+            return None
+        start = max(int(present[0]) - margin, 0)
+        stop = min(int(present[-1]) + 1 + margin, mask.shape[axis])
+        box.append(slice(start, stop))
+    return tuple(box)
+
+
 def _sacrum_beside_column(
     sacrum: np.ndarray, bodies: np.ndarray, spacing: np.ndarray
 ) -> tuple[np.ndarray, float]:
@@ -124,7 +140,7 @@ def _sacrum_beside_column(
     # Work inside the box holding both masks: a CT is mostly air around the spine, and the
     # labelling and sums below are whole-array passes (distances never reach past the box,
     # which holds every voxel they are measured to).
-    box = ndimage.find_objects((sacrum | bodies).astype(np.uint8))[0]
+    box = bounding_box(sacrum | bodies)
     chosen, typical = _sacrum_beside_column_in_box(sacrum[box], bodies[box], spacing)
     found = np.zeros_like(sacrum)
     found[box] = chosen

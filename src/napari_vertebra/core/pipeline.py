@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .image import SpineImage
-from .instances import sacrum_beside_column
+from .instances import bounding_box, sacrum_beside_column
 from .io import SpineIOError, read_image, write_labels
 from .labels import SACRUM
 from .measure import Measurement, measure, write_measurement
@@ -269,17 +269,11 @@ def _head_maps(by_head: dict[str, np.ndarray], heads: dict[str, list[str]]) -> d
 def _postprocess(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     """Seed 000: fill holes in each body (sagittal sections in 3D); pieces of the sacrum taken
     for bodies become sacrum (:func:`absorb_into_sacrum`)."""
-    from scipy import ndimage
-
-    boxes = ndimage.find_objects((labels > 0).astype(np.uint8))
-    if not boxes:
-        return labels.copy()
     # Inside the labels' box with a voxel of margin: the same result (nothing lies outside it)
     # without whole-volume passes over a CT that is mostly air.
-    box = tuple(
-        slice(max(b.start - 1, 0), min(b.stop + 1, n))
-        for b, n in zip(boxes[0], labels.shape, strict=True)
-    )
+    box = bounding_box(labels > 0, margin=1)
+    if box is None:
+        return labels.copy()
     out = np.zeros_like(labels)
     out[box] = _postprocess_in_box(labels[box], spacing)
     return out
@@ -627,8 +621,8 @@ def default_segmentation_model(modality: str) -> str:
     non-learned :data:`CT_BASELINE`.
 
     The bundled CT model (``ct-bodies-mobilenet``) is selectable but not the default: on the
-    held-out real lumbar CT its bodies lack part of their posterior walls (posterior heights
-    5.4 mm off on average, L1 16 mm short and graded 2), where the baseline's are 2.5 mm off.
+    held-out real lumbar CT it misses part of several posterior walls, which the grades follow
+    (docs/training.md).
     """
     return CT_BASELINE if modality == "CT" else _default_radiograph_model()
 
@@ -654,13 +648,12 @@ def _add_mean_per_vertebra(measurement: Measurement, values: np.ndarray, column:
     ``fracture_probability`` is the fracture head's mean belief (seed 004) that the body is
     fractured, shown beside the grade measured from the heights.
     """
-    from scipy import ndimage
-
     labels = [int(row["label"]) for row in measurement.rows]
     # bincount inside the vertebrae's box: ndimage.mean and np.unique over a whole 512² × 300 CT
     # take seconds each.
-    boxes = ndimage.find_objects((measurement.level_map > 0).astype(np.uint8))
-    box = boxes[0] if boxes else tuple(slice(0, 0) for _ in measurement.level_map.shape)
+    box = bounding_box(measurement.level_map > 0)
+    if box is None:
+        box = tuple(slice(0, 0) for _ in measurement.level_map.shape)
     level_map = measurement.level_map[box].ravel()
     size = max([int(level_map.max(initial=0)), *labels]) + 1
     counts = np.bincount(level_map, minlength=size)
