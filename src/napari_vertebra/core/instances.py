@@ -654,11 +654,14 @@ def drop_off_column(instances: list[Instance], typical: float, ndim: int) -> lis
         # the centroids, which body-sized false positives beside the column can turn sideways.
         centroids = np.array([i.centroid for i in candidates])
         along, across = centroids[:, 0], centroids[:, 1:]
+        # A large piece (an unmarked sacrum with its alae, bodies run together) is kept but
+        # does not draw the line: the sacrum's centroid lies well behind the lumbar column's.
+        large = [i.size_mm > LARGE_PIECE_BODIES * typical for i in candidates]
         worst, worst_excess = None, 1.0
         for k, instance in enumerate(candidates):
-            if instance.label or instance.size_mm > LARGE_PIECE_BODIES * typical:
+            if instance.label or large[k]:
                 continue
-            others = [j for j in np.argsort(np.abs(along - along[k])) if j != k]
+            others = [j for j in np.argsort(np.abs(along - along[k])) if j != k and not large[j]]
             cranial = [j for j in others if along[j] < along[k]][:COLUMN_NEIGHBOURS]
             caudal = [j for j in others if along[j] >= along[k]][:COLUMN_NEIGHBOURS]
             neighbours = cranial + caudal
@@ -684,3 +687,20 @@ def order_craniocaudally(instances: list[Instance]) -> list[Instance]:
     _, _, vt = np.linalg.svd(centered, full_matrices=False)
     axis = vt[0] if vt[0][0] >= 0 else -vt[0]
     return sorted(instances, key=lambda i: float(i.centroid @ axis))
+
+
+def spine_directions(centroids: list[np.ndarray]) -> list[np.ndarray | None]:
+    """Local caudal direction of the spine at each body from its neighbours' centroids.
+
+    Central difference between the bodies above and below (one-sided at the ends); ``None`` for a
+    lone body. Bodies are in cranio-caudal order; directions point caudal.
+    """
+    n = len(centroids)
+    if n < 2:
+        return [None] * n
+    points = np.asarray(centroids, dtype=float)
+    out = []
+    for k in range(n):
+        step = points[min(k + 1, n - 1)] - points[max(k - 1, 0)]
+        out.append(step / np.linalg.norm(step))
+    return out
