@@ -201,6 +201,7 @@ def test_pipeline_files_round_trip_and_explain_bad_content(tmp_path):
         tta=True,
         anchor=(2, "L1"),
         lumbar_count=6,
+        count_from_ribs=False,
         grade_thresholds=(0.15, 0.25, 0.4),
     ).with_model_hashes()
     assert settings.model_card_sha256["XR"]
@@ -214,6 +215,11 @@ def test_pipeline_files_round_trip_and_explain_bad_content(tmp_path):
     (tmp_path / "typo.yaml").write_text(text.replace("lumbar_count", "lumbar_cont"))
     with pytest.raises(nv.SpineIOError, match=r"typo\.yaml.*lumbar_cont"):
         load_pipeline(tmp_path / "typo.yaml")
+    (tmp_path / "ribs.yaml").write_text(
+        text.replace("count_from_ribs: false", "count_from_ribs: maybe")
+    )
+    with pytest.raises(nv.SpineIOError, match="count_from_ribs must be bool"):
+        load_pipeline(tmp_path / "ribs.yaml")
     (tmp_path / "bad.yaml").write_text(text.replace("- 15.0", "- 45.0"))
     with pytest.raises(nv.SpineIOError, match="increasing"):
         load_pipeline(tmp_path / "bad.yaml")

@@ -74,6 +74,13 @@ def _add_level_options(parser: argparse.ArgumentParser) -> None:
         "--thoracic-count", type=int, default=quiet, choices=(11, 12, 13), help="default 12"
     )
     parser.add_argument(
+        "--no-ribs",
+        dest="count_from_ribs",
+        action="store_false",
+        default=quiet,
+        help="CT: do not count levels from the ribs (nor check the sacrum's count against them)",
+    )
+    parser.add_argument(
         "--grade-thresholds",
         default=quiet,
         help="height losses (percent) where Genant grades 1, 2 and 3 begin (default 20,25,40)",
@@ -136,6 +143,7 @@ def _settings(args: argparse.Namespace):
             "shift",
             "lumbar_count",
             "thoracic_count",
+            "count_from_ribs",
         )
         if hasattr(args, name)
     }

@@ -4,7 +4,10 @@ Counting follows seeds 003/004: the body directly above the sacrum is the last l
 (L5, or L6 with six lumbar vertebrae) and levels are counted upward from it; without a sacrum, a
 user-given top level (or any anchor) lets levels be counted downward. Without either, seed 004's
 region output (each body thoracic or lumbar) anchors the count at the thoracolumbar junction:
-the first lumbar body is L1. A shift of all levels by ±k corrects an off-by-k count.
+the first lumbar body is L1. On CT the ribs give the same junction (:mod:`.ribs`: the first body
+below the rib-bearing ones is L1); where the sacrum is in view too, the two counts are compared
+and a disagreement (a transitional lumbosacral vertebra, 11 or 13 rib pairs, a missed or lumbar
+rib) marks the levels uncertain. A shift of all levels by ±k corrects an off-by-k count.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class LevelAssignment:
     """Level of one body and how it was obtained."""
 
     label: int
-    source: str  # "given", "sacrum", "anchor", "top", "region", "assumed"
+    source: str  # "given", "sacrum", "anchor", "top", "ribs", "region", "assumed"
     confidence: float
     #: The count rests on a weak source (levels assumed, or a junction found only by weak votes).
     uncertain: bool = False
@@ -100,10 +103,17 @@ def thoracolumbar_junction(regions: Sequence[str | None]) -> int | None:
     return scores.index(best) + 1
 
 
-def mark_sacrum(instances: list[Instance]) -> None:
-    """In an anonymous mask, mark the caudal-most component as sacrum when it is much larger."""
-    if any(i.is_sacrum for i in instances) or len(instances) < 3:
-        return
+def mark_sacrum(instances: list[Instance]) -> str | None:
+    """In an anonymous mask, mark the caudal-most component as sacrum when it is much larger.
+
+    Returns how the sacrum is known: ``"given"`` (marked before), ``"size"``, ``"cut"`` (a piece
+    at the image's border only 1.2 times a body's size: a weak guess, a lumbar body cut by the
+    field looks the same), or ``None``.
+    """
+    if any(i.is_sacrum for i in instances):
+        return "given"
+    if len(instances) < 3:
+        return None
     last = instances[-1]
     others = instances[:-1]
     typical_size = float(np.median([i.size_mm for i in others]))
@@ -119,6 +129,8 @@ def mark_sacrum(instances: list[Instance]) -> None:
     if last.label == 0 and looks_like_sacrum:
         last.is_sacrum = True
         last.label = SACRUM
+        return "cut" if last.touches_border else "size"
+    return None
 
 
 def assign_levels(
@@ -129,6 +141,7 @@ def assign_levels(
     lumbar_count: int = 5,
     thoracic_count: int = 12,
     regions: Sequence[float | None] | None = None,
+    ribs: Sequence[bool | None] | None = None,
 ) -> list[LevelAssignment]:
     """Levels of the bodies (instances that are not the sacrum), cranial to caudal.
 
@@ -150,17 +163,30 @@ def assign_levels(
         output over it, or ``None``: without a sacrum, an anchor or a top level, the first
         lumbar body is L1 (:func:`thoracolumbar_junction` of the firm votes (:func:`region_vote`);
         failing that, of the plain-majority votes, and then the levels are marked uncertain).
+    ribs
+        Per instance (aligned with ``instances``), whether ribs attach to it
+        (:func:`napari_vertebra.core.ribs.rib_bearing`), or ``None``. Without an anchor or a top
+        level, the first body below the rib-bearing ones is L1 when the sacrum is not in view;
+        they also tell whether a last piece is S1 or a lumbar body cut by the field. With a
+        sacrum recognised by its size or given, a rib count that disagrees marks every level
+        uncertain.
     """
     sequence = level_sequence(lumbar_count, thoracic_count)
     uncertain = False
     if regions is not None and len(regions) != len(instances):
         raise ValueError(f"{len(regions)} region votes for {len(instances)} instances")
+    if ribs is not None and len(ribs) != len(instances):
+        raise ValueError(f"{len(ribs)} rib votes for {len(instances)} instances")
+    sacrum_known = None
     if top_level is None and anchor is None:
-        mark_sacrum(instances)
+        sacrum_known = mark_sacrum(instances)
     elif top_level is not None and instances and instances[-1].label == 0:
         # Counting down from a known top level: a component past the last lumbar is the sacrum.
         if sequence.index(level_id(top_level)) + len(instances) - 1 >= len(sequence):
             instances[-1].is_sacrum, instances[-1].label = True, SACRUM
+    rib_junction, sacrum_from_ribs = None, False
+    if ribs is not None and top_level is None and anchor is None:
+        rib_junction, sacrum_from_ribs = _count_ribs(instances, ribs, sacrum_known, lumbar_count)
     bodies = [i for i in instances if not i.is_sacrum]
     n = len(bodies)
     if n == 0:
@@ -182,8 +208,12 @@ def assign_levels(
         start, source, base = sequence.index(level_id(name)) - index, "anchor", 0.95
     elif top_level is not None:
         start, source, base = sequence.index(level_id(top_level)), "top", 0.85
-    elif instances[-1].is_sacrum:
+    elif instances[-1].is_sacrum and not sacrum_from_ribs:
         start, source, base = len(sequence) - n, "sacrum", 0.95
+        if rib_junction is not None and rib_junction != sequence.index(level_id("L1")) - start:
+            uncertain = True
+    elif rib_junction is not None:
+        start, source, base = sequence.index(level_id("L1")) - rib_junction, "ribs", 0.85
     elif (found := _junction_from_regions(regions, instances)) is not None:
         junction, firm = found
         start, source = sequence.index(level_id("L1")) - junction, "region"
@@ -203,13 +233,56 @@ def assign_levels(
         # Confidence fades with the distance (in levels) from the anchor that was counted from.
         if source == "sacrum":
             distance = n - 1 - k
-        elif source == "region":
+        elif source in ("region", "ribs"):
             distance = abs(k - (sequence.index(level_id("L1")) - start))
         else:
             distance = k
         confidence = base if source == "given" else max(0.1, base - 0.02 * distance)
         out.append(LevelAssignment(sequence[position], source, confidence, uncertain))
     return out
+
+
+def _count_ribs(
+    instances: list[Instance],
+    ribs: Sequence[bool | None],
+    sacrum_known: str | None,
+    lumbar_count: int,
+) -> tuple[int | None, bool]:
+    """Index of L1 among the bodies from their rib votes (:func:`thoracolumbar_junction`) and
+    whether the ribs made the last piece S1.
+
+    The last piece's role is settled here when its size alone left it open: marked sacrum only
+    because it is cut by the border and somewhat large (``"cut"``), it is a lumbar body if the
+    ribs leave room for it below L1; unmarked, it is S1 if it is one more than the lumbar
+    vertebrae below T12. A junction that leaves more bodies below it than there are lumbar
+    vertebrae is dropped.
+    """
+    last = instances[-1]
+    weak = sacrum_known == "cut"
+    candidates = [
+        vote
+        for k, (vote, instance) in enumerate(zip(ribs, instances, strict=True))
+        if not instance.is_sacrum or (weak and k == len(instances) - 1)
+    ]
+    junction = thoracolumbar_junction(
+        [None if r is None else ("thoracic" if r else "lumbar") for r in candidates]
+    )
+    if junction is None:
+        return None, False
+    below = len(candidates) - junction  # L1 and every piece under it
+    if weak:
+        if below <= lumbar_count:
+            last.is_sacrum, last.label = False, 0  # a lumbar body cut by the field
+            return junction, False
+        return (junction, False) if below == lumbar_count + 1 else (None, False)
+    if last.is_sacrum:
+        return junction, False  # compared with the sacrum's count
+    if last.label == 0 and below == lumbar_count + 1:
+        # One piece more than the lumbar spine holds below T12: the last is S1, a sacrum too
+        # short or too cut by the field to be recognised by its size.
+        last.is_sacrum, last.label = True, SACRUM
+        return junction, True
+    return (junction, False) if below <= lumbar_count else (None, False)
 
 
 def _junction_from_regions(

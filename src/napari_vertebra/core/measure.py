@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .image import SpineImage
-from .instances import extract_instances
+from .instances import extract_instances, spine_directions
 from .io import SpineIOError, read_image, write_table
 from .labels import SACRUM, level_name, to_verse
 from .landmarks import LANDMARK_NAMES, BodyGeometry, body_landmarks, geometry_from_landmarks
@@ -32,6 +32,7 @@ from .morphometry import (
     vertebral_compression,
     vertebral_compression_ratio,
 )
+from .ribs import rib_bearing
 
 COLUMNS = (
     "level",
@@ -202,6 +203,7 @@ def measure(
     anchor_label: tuple[int, str] | None = None,
     region_map: np.ndarray | None = None,
     grade_thresholds: tuple[float, float, float] | None = None,
+    count_from_ribs: bool = True,
 ) -> Measurement:
     """Measure every vertebral body of a label map.
 
@@ -213,7 +215,7 @@ def measure(
         instances or a semantic mask.
     image
         The image the labels belong to; its spacing and origin are used when the label file has
-        none.
+        none. A 3D CT also shows the ribs (see ``count_from_ribs``).
     spacing
         Spacing in mm, overriding both.
     top_level, anchor, shift, lumbar_count, thoracic_count
@@ -236,6 +238,10 @@ def measure(
         Levels ``(upper, lower)``: the angle between the upper endplate of the first and the lower
         endplate of the second (kyphosis positive, lordosis negative); default the outermost
         measured bodies.
+    count_from_ribs
+        With a 3D CT ``image`` and no anchor or top level: find the rib-bearing bodies
+        (:func:`napari_vertebra.core.ribs.rib_bearing`); without the sacrum in view the first
+        body below them is L1, with it a rib count that disagrees marks the levels uncertain.
     grade_thresholds
         Height-loss fractions at which Genant grades 1, 2 and 3 begin; default Genant's
         (0.20, 0.25, 0.40). The grade-1 threshold also decides which bodies serve as normal
@@ -251,13 +257,15 @@ def measure(
         GRADE_THRESHOLDS if grade_thresholds is None else grade_thresholds
     )
     label_image = _as_label_image(labels, spacing)
-    if image is not None and label_image.source.get("spacing_source") in (None, "unknown"):
+    reference = None
+    if image is not None:
         reference = image if isinstance(image, SpineImage) else read_image(image)
         if reference.shape != label_image.shape:
             raise SpineIOError(
                 reference.source.get("path", "image"),
                 f"has shape {reference.shape}, the labels {label_image.shape}",
             )
+    if reference is not None and label_image.source.get("spacing_source") in (None, "unknown"):
         label_image = (
             label_image.with_spacing(reference.spacing) if reference.spacing else label_image
         )
@@ -309,9 +317,20 @@ def measure(
                 f"region map {region_map.shape} is not on the labels' grid {label_image.shape}"
             )
         regions = [lumbar_share(region_map[i.box][i.mask]) for i in instances]
+    rib_votes = None
+    if (
+        count_from_ribs
+        and reference is not None
+        and reference.modality == "CT"
+        and reference.ndim == 3
+        and top_level is None
+        and anchor is None
+    ):
+        rib_votes = rib_bearing(reference.array, spacing_mm, origin, instances)
     levels = assign_levels(
         instances,
         regions=regions,
+        ribs=rib_votes,
         top_level=top_level,
         anchor=anchor,
         shift=shift,
@@ -319,6 +338,8 @@ def measure(
         thoracic_count=thoracic_count,
     )
     bodies = [i for i in instances if not i.is_sacrum]
+    if rib_votes is not None:
+        rib_votes = [v for v, i in zip(rib_votes, instances, strict=True) if not i.is_sacrum]
     votes = shares = None
     if regions is not None:
         shares = [r for r, i in zip(regions, instances, strict=True) if not i.is_sacrum]
@@ -378,6 +399,9 @@ def measure(
         "regional_angle": list(regional_angle) if regional_angle else None,
         "grade_thresholds": list(grade_thresholds),
         "region_votes": votes,
+        "count_from_ribs": count_from_ribs,
+        # Per body, cranial to caudal: ribs attach (true), none do (false), cannot tell (null).
+        "rib_votes": rib_votes,
         "region_lumbar_shares": (
             None if shares is None else [None if v is None else round(v, 3) for v in shares]
         ),
@@ -407,23 +431,6 @@ def measure(
 
 def _rounded(landmarks: dict[str, np.ndarray]) -> dict[str, list[float]]:
     return {name: [round(float(c), 4) for c in point] for name, point in landmarks.items()}
-
-
-def spine_directions(centroids: list[np.ndarray]) -> list[np.ndarray | None]:
-    """Local caudal direction of the spine at each body from its neighbours' centroids.
-
-    Central difference between the bodies above and below (one-sided at the ends); ``None`` for a
-    lone body. Bodies are in cranio-caudal order; directions point caudal.
-    """
-    n = len(centroids)
-    if n < 2:
-        return [None] * n
-    points = np.asarray(centroids, dtype=float)
-    out = []
-    for k in range(n):
-        step = points[min(k + 1, n - 1)] - points[max(k - 1, 0)]
-        out.append(step / np.linalg.norm(step))
-    return out
 
 
 def table_from_rows(

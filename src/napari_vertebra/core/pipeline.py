@@ -562,6 +562,8 @@ def measure_segmentation(found: Segmentation, **measure_options: Any) -> Measure
     """Levels and measurements of a :class:`Segmentation` (its probabilities add confidence)."""
     if "region" in found.maps:
         measure_options.setdefault("region_map", found.maps["region"])
+    if found.image.modality == "CT" and found.image.ndim == 3:
+        measure_options.setdefault("image", found.image)  # the ribs (level count, check)
     measurement = measure(found.labels, sacrum_label=SACRUM, **measure_options)
     if found.probabilities is not None:
         _add_mean_per_vertebra(measurement, found.probabilities, "segmentation_confidence")

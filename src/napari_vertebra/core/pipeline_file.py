@@ -41,6 +41,7 @@ SECTIONS = {
         "lumbar_count",
         "thoracic_count",
         "regional_angle",
+        "count_from_ribs",
     ),
     "grading": ("grade_thresholds",),
 }
@@ -54,7 +55,7 @@ class PipelineSettings:
     ----------
     model, device, tta, spacing, fracture_classifier
         As :func:`~napari_vertebra.analyze` takes them.
-    top_level, anchor, shift, lumbar_count, thoracic_count, regional_angle
+    top_level, anchor, shift, lumbar_count, thoracic_count, regional_angle, count_from_ribs
         Level options of :func:`~napari_vertebra.core.measure.measure`; ``anchor`` is
         ``(index from the top, counting from 0, level)``.
     grade_thresholds
@@ -77,6 +78,7 @@ class PipelineSettings:
     lumbar_count: int = 5
     thoracic_count: int = 12
     regional_angle: tuple[str, str] | None = None
+    count_from_ribs: bool = True
     grade_thresholds: tuple[float, float, float] = GRADE_THRESHOLDS
     model_card_sha256: dict[str, str | None] = field(default_factory=dict)
     classifier_card_sha256: dict[str, str | None] = field(default_factory=dict)
@@ -127,6 +129,7 @@ class PipelineSettings:
             "lumbar_count": self.lumbar_count,
             "thoracic_count": self.thoracic_count,
             "regional_angle": self.regional_angle,
+            "count_from_ribs": self.count_from_ribs,
             "grade_thresholds": self.grade_thresholds,
         }
 
@@ -192,6 +195,7 @@ class PipelineSettings:
             "lumbar_count": self.lumbar_count,
             "thoracic_count": self.thoracic_count,
             "regional_angle": None if self.regional_angle is None else list(self.regional_angle),
+            "count_from_ribs": self.count_from_ribs,
             "grade_thresholds": [round(100 * t, 6) for t in self.grade_thresholds],
         }
         document: dict[str, Any] = {FORMAT_KEY: FORMAT_VERSION}
@@ -281,7 +285,12 @@ def _typed(fields: dict[str, Any]) -> dict[str, Any]:
             or not all(v is None or _is_sha256(v) for v in value.values())
         ):
             raise ValueError(f"{name} must map XR and/or CT to a SHA-256 (64 hex digits) or null")
-    for name, kind in (("tta", bool), ("shift", int), ("lumbar_count", int)):
+    for name, kind in (
+        ("tta", bool),
+        ("shift", int),
+        ("lumbar_count", int),
+        ("count_from_ribs", bool),
+    ):
         if name in out and out[name] is not None and not isinstance(out[name], kind):
             raise ValueError(f"{name} must be {kind.__name__}, got {out[name]!r}")
     if "thoracic_count" in out and not isinstance(out["thoracic_count"], int):

@@ -1,0 +1,177 @@
+"""Which vertebral bodies of a CT carry ribs: the lowest that does is T12, a count anchor.
+
+Radiologists who cannot count from C2 or from the sacrum count from the ribs: the twelfth
+(lowest) rib pair articulates with T12, and the first vertebra below it without ribs is L1. The
+known pitfalls are a hypoplastic twelfth rib, a lumbar rib on L1, and 11 or 13 rib pairs; where
+the sacrum is in view as well, the two counts are compared (see :mod:`.levels`).
+
+How ribs are found (canonical axes I, P, L; HU): bone (above :data:`BONE_HU`) more than a
+clearance to the side of the spine's centre line, so that the vertebrae with their transverse
+processes are left out, falls into pieces; a rib is a piece that reaches at least
+:data:`RIB_REACH_MM` beyond the clearance. Where such a piece crosses into the clearance band
+(its root) it must lie behind the body's centre, as rib necks do, and be less tall than a
+vertebral body: an iliac wing, also lateral and reaching far, is taller. The root belongs to the
+body whose centre is nearest head-to-feet; near the spine a rib is still at its own level (further
+out the lower ribs descend, the twelfth by about 10 mm over 12 mm on the real lumbar CT of
+``../shared/data``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from .instances import Instance, spine_directions
+
+#: Rib bone, cortex and cancellous, on CT; marrow fat, muscle and unenhanced organs are below.
+BONE_HU = 150.0
+#: The clearance from the spine's centre line is this fraction of the median body width: wider
+#: than the lumbar transverse processes' bases, narrow enough that a rib is still at its own
+#: level (0.8 x 57 mm = 45 mm on the real lumbar CT, where the twelfth ribs' roots lie in T12).
+CLEARANCE_WIDTH_FACTOR = 0.8
+#: The clearance is never less than this (small or cut bodies).
+MIN_CLEARANCE_MM = 30.0
+#: A rib goes on this far beyond the clearance; a transverse process tip that pokes through it
+#: does not (the longest, L3's, ends about 50 mm from the midline in adults).
+RIB_REACH_MM = 30.0
+#: Width of the band beyond the clearance whose pieces are the roots.
+ROOT_BAND_MM = 10.0
+#: A root smaller than this is a speck: a rib at least 6 mm thick crossing the 10 mm band fills
+#: about 280 mm³ (roots of real and phantom ribs: 400-1200 mm³).
+MIN_ROOT_MM3 = 150.0
+#: Of the roots of one piece, those under this share of its largest root's volume are crossings
+#: of a rib further down, not ribs (216-240 mm³ against 1318 mm³ in a CT phantom).
+SAME_PIECE_ROOT_SHARE = 0.5
+#: A root at most this fraction of the median body height tall: rib roots are 12-18 mm tall on the
+#: real lumbar CT (bodies 34.5 mm), the iliac wings' 24-30 mm.
+ROOT_HEIGHT_FACTOR = 0.75
+
+
+def rib_bearing(
+    hu: np.ndarray,
+    spacing: Sequence[float],
+    origin: Sequence[float],
+    bodies: Sequence[Instance],
+) -> list[bool | None]:
+    """For each body, whether ribs attach to it (``None``: the field of view cannot tell).
+
+    Parameters
+    ----------
+    hu
+        CT volume in canonical axes (I, P, L), Hounsfield units.
+    spacing, origin
+        Voxel spacing (mm) and world origin of ``hu`` (and of the bodies' masks).
+    bodies
+        Vertebral bodies (not the sacrum) on the grid of ``hu``, ordered cranio-caudally.
+
+    Returns
+    -------
+    list of bool or None
+        ``True`` where a rib's root lies nearest this body; ``False`` where none does although
+        the field of view reaches a rib's length beside the body on at least one side.
+    """
+    hu = np.asarray(hu)
+    if hu.ndim != 3 or not bodies:
+        return [None] * len(bodies)
+    spacing = np.asarray(spacing, float)
+    origin = np.asarray(origin, float)
+    centres = np.array([(b.centroid - origin) / spacing for b in bodies])
+    widths = [np.count_nonzero(b.mask.any(axis=(0, 1))) * spacing[2] for b in bodies]
+    heights = [b.mask.shape[0] * spacing[0] for b in bodies]
+    clearance = max(MIN_CLEARANCE_MM, CLEARANCE_WIDTH_FACTOR * float(np.median(widths)))
+    typical_height = float(np.median(heights))
+
+    # The spine's centre line (index coordinates) at every axial slice.
+    order = np.argsort(centres[:, 0])
+    slices = np.arange(hu.shape[0])
+    centre_p = np.interp(slices, centres[order, 0], centres[order, 1])
+    centre_l = np.interp(slices, centres[order, 0], centres[order, 2])
+    columns = np.arange(hu.shape[2])
+    lateral = np.abs(columns[None, :] - centre_l[:, None]) * spacing[2]  # (I, L), mm
+
+    # Only the bodies' head-to-feet range matters (a rib's root lies beside its body).
+    top = max(0, int(np.floor(min(b.box[0].start for b in bodies))))
+    bottom = min(hu.shape[0], int(max(b.box[0].stop for b in bodies)))
+    outside = lateral[top:bottom, None, :] > clearance
+    bone = (hu[top:bottom] > BONE_HU) & outside
+    pieces, count = ndimage.label(bone, structure=np.ones((3, 3, 3), bool))
+    if count == 0:
+        return _no_ribs(bodies, lateral, clearance, hu.shape[2])
+    reach = ndimage.maximum(
+        np.broadcast_to(lateral[top:bottom, None, :], bone.shape), pieces, np.arange(1, count + 1)
+    )
+    band = bone & (lateral[top:bottom, None, :] <= clearance + ROOT_BAND_MM)
+    roots, root_count = ndimage.label(band, structure=np.ones((3, 3, 3), bool))
+    voxel = float(np.prod(spacing))
+    candidates = []  # (piece, root volume in mm³, root's medial point in world mm)
+    for k, box in enumerate(ndimage.find_objects(roots), start=1):
+        if box is None:
+            continue
+        root = roots[box] == k
+        piece = int(pieces[box][root][0])
+        if reach[piece - 1] < clearance + RIB_REACH_MM:
+            continue
+        index = np.argwhere(root) + np.array([s.start for s in box])
+        index[:, 0] += top
+        if len(index) * voxel < MIN_ROOT_MM3:
+            continue
+        if (np.ptp(index[:, 0]) + 1) * spacing[0] > ROOT_HEIGHT_FACTOR * typical_height:
+            continue  # as tall as a body: an iliac wing, not a rib
+        distance = lateral[index[:, 0], index[:, 2]]
+        medial = index[distance <= distance.min() + spacing[2]]
+        level_slice = float(medial[:, 0].mean())
+        behind = (medial[:, 1].mean() - np.interp(level_slice, slices, centre_p)) * spacing[1]
+        if behind <= 0:
+            continue  # rib necks run behind the body's centre
+        candidates.append((piece, len(index) * voxel, medial.mean(axis=0) * spacing + origin))
+    axes = spine_directions([b.centroid for b in bodies])
+    found = [False] * len(bodies)
+    for piece, volume, point in candidates:
+        # A rib has one root; a piece that crosses the band again further down (a descending
+        # rib, bone touching it) keeps only roots of a rib's size.
+        largest = max(v for p, v, _ in candidates if p == piece)
+        if volume >= SAME_PIECE_ROOT_SHARE * largest:
+            found[_nearest_along_spine(point, bodies, axes)] = True
+    seen = _rib_zone_in_view(bodies, lateral, clearance, hu.shape[2])
+    votes = [True if f else (False if s else None) for f, s in zip(found, seen, strict=True)]
+    return _without_pelvis(votes)
+
+
+def _without_pelvis(votes: list[bool | None]) -> list[bool | None]:
+    """Votes with "ribs" on the last two bodies withdrawn when two rib-free bodies lie above
+    them: ribs end at T12 (T13), so bone there is an iliac wing beside L4-L5 whose root passed
+    the tests above (a low, short piece of the crest)."""
+    out = list(votes)
+    for k in range(max(0, len(out) - 2), len(out)):
+        if out[k] and sum(v is False for v in out[:k]) >= 2:
+            out[k] = None
+    return out
+
+
+def _nearest_along_spine(point: np.ndarray, bodies, axes) -> int:
+    """Index of the body whose centre is nearest ``point`` (world mm) along the spine's local
+    axis: a rib's root lies beside and behind its body, so in a kyphotic or lordotic segment its
+    head-to-feet coordinate alone would point a level off (by up to 13 mm in CT phantoms)."""
+    offsets = []
+    for body, axis in zip(bodies, axes, strict=True):
+        step = point - body.centroid
+        offsets.append(abs(float(step @ axis)) if axis is not None else abs(float(step[0])))
+    return int(np.argmin(offsets))
+
+
+def _rib_zone_in_view(bodies, lateral: np.ndarray, clearance: float, width: int) -> list[bool]:
+    """Whether, beside each body, the image reaches a rib's length past the clearance."""
+    needed = clearance + RIB_REACH_MM
+    out = []
+    for body in bodies:
+        rows = lateral[body.box[0]]
+        # Distance to the image's edge on each side, from the lateral distance of the edge columns.
+        out.append(bool(max(rows[:, 0].min(), rows[:, width - 1].min()) >= needed))
+    return out
+
+
+def _no_ribs(bodies, lateral, clearance, width) -> list[bool | None]:
+    seen = _rib_zone_in_view(bodies, lateral, clearance, width)
+    return [False if s else None for s in seen]
