@@ -61,20 +61,31 @@ def test_the_real_ct_cut_above_l4_is_still_counted_from_its_ribs(real_bodies):
     assert assumed.table["level"].tolist() == ["L2", "L3", "L4", "L5"]
 
 
+def test_a_map_that_starts_at_l1_is_counted_from_the_twelfth_ribs_above_it(real_bodies):
+    ct, bodies = real_bodies
+    lumbar = np.where(np.isin(bodies, [level_id("T11"), level_id("T12")]), 0, bodies)
+    found = measure(_painted(ct, lumbar), image=ct)
+    assert found.parameters["rib_above_first"] is True
+    assert found.parameters["rib_votes"] == [False] * 5
+    assert found.table["level"].tolist() == ["L1", "L2", "L3", "L4", "L5", "S1"]
+    plain = measure(_painted(ct, lumbar), image=ct, count_from_ribs=False)
+    assert plain.table["level"].tolist() != found.table["level"].tolist()
+
+
 def test_a_trunk_phantom_without_its_sacrum_is_counted_from_its_ribs():
     phantom = make_phantom("ct", 5001, surroundings="abdomen")
     truth = [v["level"] for v in phantom.truth["vertebrae"]]
     assert truth[0].startswith("T") and len(truth) >= 5
     cut, labels = _cut_above(phantom.image, phantom.labels.array, truth[-1])
     instances = extract_instances(labels, np.array(cut.spacing), np.array(cut.origin))
-    votes = rib_bearing(cut.array, cut.spacing, cut.origin, instances)
+    votes = rib_bearing(cut.array, cut.spacing, cut.origin, instances).bodies
     assert votes == [name.startswith("T") for name in truth[:-1]]
     found = measure(_painted(cut, labels), image=cut)
     assert found.table["level"].tolist() == truth[:-1]
     # A CT without ribs beside the bodies (the soft tissue of a tight crop) votes "no ribs" only
     # where a rib could have been seen, and then nothing is counted from it.
     boneless = cut.with_array(np.minimum(cut.array, 100.0))
-    assert rib_bearing(boneless.array, cut.spacing, cut.origin, instances) == [
+    assert rib_bearing(boneless.array, cut.spacing, cut.origin, instances).bodies == [
         False if seen is not None else None for seen in votes
     ]
 
@@ -112,6 +123,10 @@ def test_ribs_name_l1_without_a_sacrum_and_flag_a_sacrum_count_that_disagrees():
         _column(6), ribs=[True, True, False, False, False, False], thoracic_count=13
     )
     assert level_name(thirteen[1].label) == "T13"
+    # A rib seen above the first body (its vertebra out of view) makes the first body L1.
+    above = assign_levels(_column(5), ribs=[False] * 5, rib_above_first=True)
+    assert [level_name(lv.label) for lv in above] == ["L1", "L2", "L3", "L4", "L5"]
+    assert {lv.source for lv in above} == {"ribs"}
     # A sacrum recognised by its size counts from below; ribs that put L1 elsewhere (a
     # transitional vertebra, 11 or 13 rib pairs) leave the sacrum's count but flag it.
     with_sacrum = _column(7, last_size=3.5)

@@ -142,6 +142,7 @@ def assign_levels(
     thoracic_count: int = 12,
     regions: Sequence[float | None] | None = None,
     ribs: Sequence[bool | None] | None = None,
+    rib_above_first: bool = False,
 ) -> list[LevelAssignment]:
     """Levels of the bodies (instances that are not the sacrum), cranial to caudal.
 
@@ -170,6 +171,9 @@ def assign_levels(
         they also tell whether a last piece is S1 or a lumbar body cut by the field. With a
         sacrum recognised by its size or given, a rib count that disagrees marks every level
         uncertain.
+    rib_above_first
+        A rib was seen above the first body, on the vertebra above it (out of view): a
+        thoracic vote before the first, so that a field starting at L1 is counted from it.
     """
     sequence = level_sequence(lumbar_count, thoracic_count)
     uncertain = False
@@ -186,7 +190,9 @@ def assign_levels(
             instances[-1].is_sacrum, instances[-1].label = True, SACRUM
     rib_junction, sacrum_from_ribs = None, False
     if ribs is not None and top_level is None and anchor is None:
-        rib_junction, sacrum_from_ribs = _count_ribs(instances, ribs, sacrum_known, lumbar_count)
+        rib_junction, sacrum_from_ribs = _count_ribs(
+            instances, ribs, sacrum_known, lumbar_count, rib_above_first
+        )
     bodies = [i for i in instances if not i.is_sacrum]
     n = len(bodies)
     if n == 0:
@@ -247,6 +253,7 @@ def _count_ribs(
     ribs: Sequence[bool | None],
     sacrum_known: str | None,
     lumbar_count: int,
+    above_first: bool = False,
 ) -> tuple[int | None, bool]:
     """Index of L1 among the bodies from their rib votes (:func:`thoracolumbar_junction`) and
     whether the ribs made the last piece S1.
@@ -264,11 +271,13 @@ def _count_ribs(
         for k, (vote, instance) in enumerate(zip(ribs, instances, strict=True))
         if not instance.is_sacrum or (weak and k == len(instances) - 1)
     ]
-    junction = thoracolumbar_junction(
-        [None if r is None else ("thoracic" if r else "lumbar") for r in candidates]
-    )
+    votes = [None if r is None else ("thoracic" if r else "lumbar") for r in candidates]
+    if above_first:
+        votes = ["thoracic", *votes]
+    junction = thoracolumbar_junction(votes)
     if junction is None:
         return None, False
+    junction -= int(above_first)
     below = len(candidates) - junction  # L1 and every piece under it
     if weak:
         if below <= lumbar_count:

@@ -317,7 +317,7 @@ def measure(
                 f"region map {region_map.shape} is not on the labels' grid {label_image.shape}"
             )
         regions = [lumbar_share(region_map[i.box][i.mask]) for i in instances]
-    rib_votes = None
+    rib_votes, rib_above = None, False
     if (
         count_from_ribs
         and reference is not None
@@ -326,11 +326,13 @@ def measure(
         and top_level is None
         and anchor is None
     ):
-        rib_votes = rib_bearing(reference.array, spacing_mm, origin, instances)
+        found_ribs = rib_bearing(reference.array, spacing_mm, origin, instances)
+        rib_votes, rib_above = found_ribs.bodies, found_ribs.above_first
     levels = assign_levels(
         instances,
         regions=regions,
         ribs=rib_votes,
+        rib_above_first=rib_above,
         top_level=top_level,
         anchor=anchor,
         shift=shift,
@@ -402,6 +404,7 @@ def measure(
         "count_from_ribs": count_from_ribs,
         # Per body, cranial to caudal: ribs attach (true), none do (false), cannot tell (null).
         "rib_votes": rib_votes,
+        "rib_above_first": rib_above,
         "region_lumbar_shares": (
             None if shares is None else [None if v is None else round(v, 3) for v in shares]
         ),

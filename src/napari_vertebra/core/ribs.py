@@ -19,6 +19,7 @@ out the lower ribs descend, the twelfth by about 10 mm over 12 mm on the real lu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -49,12 +50,23 @@ SAME_PIECE_ROOT_SHARE = 0.5
 ROOT_HEIGHT_FACTOR = 0.75
 
 
+@dataclass
+class RibVotes:
+    """Which bodies carry ribs, as :func:`rib_bearing` found them."""
+
+    #: Per body: ribs attach (``True``), none do (``False``), the image cannot tell (``None``).
+    bodies: list[bool | None]
+    #: A rib's root lies whole in the image above the first body, nearest the vertebra above
+    #: it (out of view): that vertebra carries ribs.
+    above_first: bool = False
+
+
 def rib_bearing(
     hu: np.ndarray,
     spacing: Sequence[float],
     origin: Sequence[float],
     bodies: Sequence[Instance],
-) -> list[bool | None]:
+) -> RibVotes:
     """For each body, whether ribs attach to it (``None``: the field of view cannot tell).
 
     Parameters
@@ -68,13 +80,15 @@ def rib_bearing(
 
     Returns
     -------
-    list of bool or None
-        ``True`` where a rib's root lies nearest this body; ``False`` where none does although
-        the field of view reaches a rib's length beside the body on at least one side.
+    RibVotes
+        ``bodies``: ``True`` where a rib's root lies nearest this body; ``False`` where none
+        does although the field of view reaches a rib's length beside the body on at least one
+        side. ``above_first``: a root lies above the first body, nearest the vertebra above it
+        (a twelfth rib above L1 when T12 is out of view), whole in the image.
     """
     hu = np.asarray(hu)
     if hu.ndim != 3 or not bodies:
-        return [None] * len(bodies)
+        return RibVotes([None] * len(bodies))
     spacing = np.asarray(spacing, float)
     origin = np.asarray(origin, float)
     centres = np.array([(b.centroid - origin) / spacing for b in bodies])
@@ -91,21 +105,24 @@ def rib_bearing(
     columns = np.arange(hu.shape[2])
     lateral = np.abs(columns[None, :] - centre_l[:, None]) * spacing[2]  # (I, L), mm
 
-    # Only the bodies' head-to-feet range matters (a rib's root lies beside its body).
-    top = max(0, int(np.floor(min(b.box[0].start for b in bodies))))
+    # The bodies' head-to-feet range matters (a rib's root lies beside its body), and a body's
+    # step above the first, where the vertebra above it would be.
+    step = float(np.median(np.diff(np.sort(centres[:, 0])))) if len(bodies) > 1 else 0.0
+    top = max(0, int(np.floor(min(b.box[0].start for b in bodies) - step)))
     bottom = min(hu.shape[0], int(max(b.box[0].stop for b in bodies)))
     outside = lateral[top:bottom, None, :] > clearance
     bone = (hu[top:bottom] > BONE_HU) & outside
     pieces, count = ndimage.label(bone, structure=np.ones((3, 3, 3), bool))
     if count == 0:
-        return _no_ribs(bodies, lateral, clearance, hu.shape[2])
+        return RibVotes(_no_ribs(bodies, lateral, clearance, hu.shape[2]))
     reach = ndimage.maximum(
         np.broadcast_to(lateral[top:bottom, None, :], bone.shape), pieces, np.arange(1, count + 1)
     )
     band = bone & (lateral[top:bottom, None, :] <= clearance + ROOT_BAND_MM)
     roots, root_count = ndimage.label(band, structure=np.ones((3, 3, 3), bool))
     voxel = float(np.prod(spacing))
-    candidates = []  # (piece, root volume in mm³, root's medial point in world mm)
+    # (piece, root volume in mm³, root's medial point in world mm, whole in the image)
+    candidates = []
     for k, box in enumerate(ndimage.find_objects(roots), start=1):
         if box is None:
             continue
@@ -125,18 +142,32 @@ def rib_bearing(
         behind = (medial[:, 1].mean() - np.interp(level_slice, slices, centre_p)) * spacing[1]
         if behind <= 0:
             continue  # rib necks run behind the body's centre
-        candidates.append((piece, len(index) * voxel, medial.mean(axis=0) * spacing + origin))
-    axes = spine_directions([b.centroid for b in bodies])
-    found = [False] * len(bodies)
-    for piece, volume, point in candidates:
+        whole = bool(index[:, 0].min() > 0)
+        candidates.append(
+            (piece, len(index) * voxel, medial.mean(axis=0) * spacing + origin, whole)
+        )
+    centroids = [b.centroid for b in bodies]
+    axes = spine_directions(centroids)
+    if len(bodies) > 1:
+        # The vertebra above the first body, one step up the spine (out of view).
+        centroids = [centroids[0] - axes[0] * np.linalg.norm(centroids[1] - centroids[0])]
+        centroids += [b.centroid for b in bodies]
+        axes = [axes[0]] + axes
+    else:
+        centroids, axes = [None] + centroids, [None] + axes
+    found = [False] * len(centroids)
+    for piece, volume, point, whole in candidates:
         # A rib has one root; a piece that crosses the band again further down (a descending
         # rib, bone touching it) keeps only roots of a rib's size.
-        largest = max(v for p, v, _ in candidates if p == piece)
-        if volume >= SAME_PIECE_ROOT_SHARE * largest:
-            found[_nearest_along_spine(point, bodies, axes)] = True
+        largest = max(c[1] for c in candidates if c[0] == piece)
+        if volume < SAME_PIECE_ROOT_SHARE * largest:
+            continue
+        nearest = _nearest_along_spine(point, centroids, axes)
+        if nearest > 0 or whole:
+            found[nearest] = True
     seen = _rib_zone_in_view(bodies, lateral, clearance, hu.shape[2])
-    votes = [True if f else (False if s else None) for f, s in zip(found, seen, strict=True)]
-    return _without_pelvis(votes)
+    votes = [True if f else (False if s else None) for f, s in zip(found[1:], seen, strict=True)]
+    return RibVotes(_without_pelvis(votes), above_first=found[0])
 
 
 def _without_pelvis(votes: list[bool | None]) -> list[bool | None]:
@@ -150,13 +181,17 @@ def _without_pelvis(votes: list[bool | None]) -> list[bool | None]:
     return out
 
 
-def _nearest_along_spine(point: np.ndarray, bodies, axes) -> int:
-    """Index of the body whose centre is nearest ``point`` (world mm) along the spine's local
-    axis: a rib's root lies beside and behind its body, so in a kyphotic or lordotic segment its
-    head-to-feet coordinate alone would point a level off (by up to 13 mm in CT phantoms)."""
+def _nearest_along_spine(point: np.ndarray, centroids, axes) -> int:
+    """Index of the centroid nearest ``point`` (world mm) along the spine's local axis (``None``
+    entries are skipped): a rib's root lies beside and behind its body, so in a kyphotic or
+    lordotic segment its head-to-feet coordinate alone would point a level off (by up to 13 mm
+    in CT phantoms)."""
     offsets = []
-    for body, axis in zip(bodies, axes, strict=True):
-        step = point - body.centroid
+    for centroid, axis in zip(centroids, axes, strict=True):
+        if centroid is None:
+            offsets.append(np.inf)
+            continue
+        step = point - centroid
         offsets.append(abs(float(step @ axis)) if axis is not None else abs(float(step[0])))
     return int(np.argmin(offsets))
 
