@@ -107,10 +107,23 @@ def mark_sacrum(instances: list[Instance]) -> str | None:
     """In an anonymous mask, mark the caudal-most component as sacrum when it is much larger.
 
     Returns how the sacrum is known: ``"given"`` (marked before), ``"size"``, ``"cut"`` (a piece
-    at the image's border only 1.2 times a body's size: a weak guess, a lumbar body cut by the
+    at the image's border only 1.2 times a body's size, or a piece marked before among
+    anonymous bodies and no larger than 1.8 bodies: a weak guess, a lumbar body cut by the
     field looks the same), or ``None``.
     """
     if any(i.is_sacrum for i in instances):
+        bodies = [i for i in instances if not i.is_sacrum]
+        anonymous = bool(bodies) and not any(i.label for i in bodies)
+        # A piece a model labelled sacrum (anonymous bodies beside it) that is no larger than a
+        # body may be a lumbar body the model took for the sacrum at the field's lower edge
+        # (whole-trunk CT phantoms cut above L5): as weak as a guess from a cut piece's size.
+        if (
+            anonymous
+            and len(bodies) >= 2
+            and instances[-1].is_sacrum
+            and instances[-1].size_mm <= SACRUM_SIZE_FACTOR * np.median([b.size_mm for b in bodies])
+        ):
+            return "cut"
         return "given"
     if len(instances) < 3:
         return None
