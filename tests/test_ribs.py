@@ -98,9 +98,12 @@ def test_a_semantic_trunk_mask_keeps_every_body_beside_its_unmarked_sacrum():
     assert found.table["level"].tolist() == phantom.truth["levels"]
 
 
-def _column(n: int, last_size: float = 1.0, last_at_border: bool = False):
+def _column(
+    n: int, last_size: float = 1.0, last_at_border: bool = False, last_value: int | None = None
+):
     """``n`` anonymous cube bodies in a column (2 mm voxels), the last ``last_size`` times as
-    large and optionally touching the image's border."""
+    large, optionally touching the image's border or labelled ``last_value`` as a model's
+    sacrum class."""
     size = 10
     extents = [size] * (n - 1) + [int(round(size * last_size))]
     labels = np.zeros((sum(extents) + 4 * n + 4, 30, 30), np.uint8)
@@ -108,9 +111,11 @@ def _column(n: int, last_size: float = 1.0, last_at_border: bool = False):
     for extent in extents:
         labels[top : top + extent, 10:20, 10:20] = 1
         top += extent + 4
+    if last_value is not None:
+        labels[top - 4 - extents[-1] : top - 4] *= last_value
     if last_at_border:
         labels = labels[: top - 4 - extents[-1] + 16]  # 1.6 bodies left in view
-    return extract_instances(labels, np.full(3, 2.0))
+    return extract_instances(labels, np.full(3, 2.0), sacrum_label=last_value)
 
 
 def test_ribs_name_l1_without_a_sacrum_and_flag_a_sacrum_count_that_disagrees():
@@ -153,6 +158,15 @@ def test_ribs_decide_whether_a_large_piece_cut_by_the_border_is_the_sacrum():
     counted = assign_levels(seven, ribs=[True] + [False] * 6)
     assert seven[-1].label == SACRUM
     assert [level_name(lv.label) for lv in counted] == ["T12", "L1", "L2", "L3", "L4", "L5"]
+    # A body-sized piece a model labelled sacrum below anonymous bodies is no firmer a sacrum.
+    labelled = _column(6, last_value=SACRUM)
+    assert labelled[-1].is_sacrum
+    counted = assign_levels(labelled, ribs=[True, True, False, False, False, None])
+    assert not labelled[-1].is_sacrum
+    assert [level_name(lv.label) for lv in counted] == ["T11", "T12", "L1", "L2", "L3", "L4"]
+    large = _column(6, last_size=3.5, last_value=SACRUM)
+    kept = assign_levels(large, ribs=[True, True, False, False, False, None])
+    assert large[-1].is_sacrum and all(lv.uncertain for lv in kept)
     with pytest.raises(ValueError, match="rib votes"):
         assign_levels(_column(4), ribs=[True, False])
 
@@ -176,3 +190,17 @@ def test_the_command_line_counts_from_the_ribs_unless_told_not_to(shared_data, t
         table = (tmp_path / out / "measurements.csv").read_text().splitlines()
         assert table[1].split(",")[0] == first
     assert "level_uncertain" in (tmp_path / "plain" / "measurements.csv").read_text()
+
+
+def test_a_review_started_with_its_ct_counts_from_the_ribs_and_keeps_that_count(real_bodies):
+    from napari_vertebra.core.review import Review
+
+    ct, bodies = real_bodies
+    review = Review.start(_painted(ct, bodies), image=ct)
+    assert review.table["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "L5", "S1"]
+    # An edit that recounts (L3 and L4 merged: one body fewer above the sacrum) keeps the
+    # ribs' count: L1 is pinned, and the bodies below it are counted down from it.
+    l3 = int(review.table.set_index("level").loc["L3", "label"])
+    l4 = int(review.table.set_index("level").loc["L4", "label"])
+    review.merge(l3, l4)
+    assert review.table["level"].tolist() == ["T12", "L1", "L2", "L3", "L4", "S1"]

@@ -75,8 +75,16 @@ class Review:
     pinned: tuple[int, str] | None = None
 
     @classmethod
-    def start(cls, labels: SpineImage, measurement: Measurement | None = None, **options):
-        """Begin a review of ``labels``; measured now unless ``measurement`` is given.
+    def start(
+        cls,
+        labels: SpineImage,
+        measurement: Measurement | None = None,
+        *,
+        image: SpineImage | None = None,
+        **options,
+    ):
+        """Begin a review of ``labels``; measured now unless ``measurement`` is given (with
+        ``image``, a CT on the labels' grid, its ribs help count the levels).
 
         ``labels`` may hold anonymous bodies (any values): the review then works on the
         measurement's level map, in VerSe IDs. Level options not given are those the
@@ -92,7 +100,7 @@ class Review:
             extra = {}
             if SACRUM in values and (values == {1, SACRUM} or max(values) > _ANONYMOUS_START - 1):
                 extra["sacrum_label"] = SACRUM
-            measurement = measure(labels, **_measure_options(options), **extra)
+            measurement = measure(labels, image=image, **_measure_options(options), **extra)
         recorded = {
             k: v for k, v in measurement.parameters.items() if k in LEVEL_OPTIONS and v is not None
         }
@@ -108,6 +116,12 @@ class Review:
             pinned = (int(bodies["label"].iloc[int(anchor[0])]), str(anchor[1]))
         elif top is not None and len(bodies):
             pinned = (int(bodies["label"].iloc[0]), str(top))
+        elif len(bodies) and "ribs" in set(bodies["level_source"]):
+            # Counted from a CT's ribs, which a recount without the CT cannot see: L1 (the
+            # first body below them) keeps its level.
+            named = bodies.set_index("level")
+            level = "L1" if "L1" in named.index else str(bodies["level"].iloc[0])
+            pinned = (int(named.loc[level, "label"]), level)
         elif "S1" not in set(measurement.table["level"]) and len(bodies):
             # No sacrum to count from: the levels as they stand are kept, counted from the top.
             pinned = (int(bodies["label"].iloc[0]), str(bodies["level"].iloc[0]))

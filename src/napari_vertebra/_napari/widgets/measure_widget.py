@@ -24,7 +24,8 @@ class MeasureWidget(StepWidget):
 
     Adds the landmark Points (editable), the height Shapes and the level names, and puts the
     measurement table in the layer's ``features``. The image gives the spacing when the labels
-    layer has none of its own.
+    layer has none of its own; a CT on the labels' grid also shows the ribs the levels are
+    counted from (docs/measurements.md).
     """
 
     settings_name = "measure"
@@ -34,7 +35,7 @@ class MeasureWidget(StepWidget):
         fields = [
             create_widget(annotation=napari.layers.Labels, name="vertebrae", label="vertebrae"),
             create_widget(
-                annotation=napari.layers.Image | None, name="image", label="image (spacing)"
+                annotation=napari.layers.Image | None, name="image", label="image (spacing, ribs)"
             ),
             *level_fields(),
             ComboBox(
@@ -55,10 +56,13 @@ class MeasureWidget(StepWidget):
         if layer is None:
             return
         labels = layer_image(layer)
-        if labels.spacing is None and self.image.value is not None:
+        reference = None
+        if self.image.value is not None:
             reference = layer_image(self.image.value)
-            if reference.shape == labels.shape and reference.spacing is not None:
-                labels = labels.with_spacing(reference.spacing)
+            if reference.shape != labels.shape:
+                reference = None
+        if labels.spacing is None and reference is not None and reference.spacing is not None:
+            labels = labels.with_spacing(reference.spacing)
         if labels.spacing is None:
             self.status.value = (
                 f"{layer.name} has no pixel spacing (scale 1 in pixels): choose the image it "
@@ -71,7 +75,7 @@ class MeasureWidget(StepWidget):
 
         def work(progress):
             progress("measuring", 0.0)
-            return Review.start(labels, **options)
+            return Review.start(labels, image=reference, **options)
 
         def show(review: Review) -> None:
             name = layer.name.removesuffix(" bodies").removesuffix(" vertebrae")
