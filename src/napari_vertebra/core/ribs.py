@@ -26,6 +26,8 @@ from scipy import ndimage
 
 from .instances import Instance, spine_directions
 
+#: Voxel size (mm) the search is made at: finer CTs are searched on every n-th voxel.
+SEARCH_VOXEL_MM = 1.4
 #: Rib bone, cortex and cancellous, on CT; marrow fat, muscle and unenhanced organs are below.
 BONE_HU = 150.0
 #: The clearance from the spine's centre line is this fraction of the median body width: wider
@@ -91,9 +93,15 @@ def rib_bearing(
         return RibVotes([None] * len(bodies))
     spacing = np.asarray(spacing, float)
     origin = np.asarray(origin, float)
-    centres = np.array([(b.centroid - origin) / spacing for b in bodies])
     widths = [np.count_nonzero(b.mask.any(axis=(0, 1))) * spacing[2] for b in bodies]
     heights = [b.mask.shape[0] * spacing[0] for b in bodies]
+    # Ribs are 6 mm thick or more: voxels of about SEARCH_VOXEL_MM are enough, and a fine CT is
+    # searched on every 2nd or 3rd voxel (a quarter of the memory at 0.7 mm in-plane).
+    stride = np.maximum(1, np.round(SEARCH_VOXEL_MM / spacing)).astype(int)
+    hu = hu[:: stride[0], :: stride[1], :: stride[2]]
+    spacing = spacing * stride
+    rows = [slice(b.box[0].start // stride[0], -(-b.box[0].stop // stride[0])) for b in bodies]
+    centres = np.array([(b.centroid - origin) / spacing for b in bodies])
     clearance = max(MIN_CLEARANCE_MM, CLEARANCE_WIDTH_FACTOR * float(np.median(widths)))
     typical_height = float(np.median(heights))
 
@@ -108,16 +116,18 @@ def rib_bearing(
     # The bodies' head-to-feet range matters (a rib's root lies beside its body), and a body's
     # step above the first, where the vertebra above it would be.
     step = float(np.median(np.diff(np.sort(centres[:, 0])))) if len(bodies) > 1 else 0.0
-    top = max(0, int(np.floor(min(b.box[0].start for b in bodies) - step)))
-    bottom = min(hu.shape[0], int(max(b.box[0].stop for b in bodies)))
+    top = max(0, int(np.floor(min(r.start for r in rows) - step)))
+    bottom = min(hu.shape[0], max(r.stop for r in rows))
     outside = lateral[top:bottom, None, :] > clearance
     bone = (hu[top:bottom] > BONE_HU) & outside
     pieces, count = ndimage.label(bone, structure=np.ones((3, 3, 3), bool))
     if count == 0:
-        return RibVotes(_no_ribs(bodies, lateral, clearance, hu.shape[2]))
-    reach = ndimage.maximum(
-        np.broadcast_to(lateral[top:bottom, None, :], bone.shape), pieces, np.arange(1, count + 1)
-    )
+        return RibVotes(_no_ribs(rows, lateral, clearance, hu.shape[2]))
+    # How far each piece reaches from the centre line (by bone voxel, not by sorting a volume).
+    at = np.nonzero(bone)
+    reach = np.zeros(count + 1)
+    np.maximum.at(reach, pieces[at], lateral[at[0] + top, at[2]])
+    reach = reach[1:]
     band = bone & (lateral[top:bottom, None, :] <= clearance + ROOT_BAND_MM)
     roots, root_count = ndimage.label(band, structure=np.ones((3, 3, 3), bool))
     voxel = float(np.prod(spacing))
@@ -165,7 +175,7 @@ def rib_bearing(
         nearest = _nearest_along_spine(point, centroids, axes)
         if nearest > 0 or whole:
             found[nearest] = True
-    seen = _rib_zone_in_view(bodies, lateral, clearance, hu.shape[2])
+    seen = _rib_zone_in_view(rows, lateral, clearance, hu.shape[2])
     votes = [True if f else (False if s else None) for f, s in zip(found[1:], seen, strict=True)]
     return RibVotes(_without_pelvis(votes), above_first=found[0])
 
@@ -196,17 +206,18 @@ def _nearest_along_spine(point: np.ndarray, centroids, axes) -> int:
     return int(np.argmin(offsets))
 
 
-def _rib_zone_in_view(bodies, lateral: np.ndarray, clearance: float, width: int) -> list[bool]:
-    """Whether, beside each body, the image reaches a rib's length past the clearance."""
+def _rib_zone_in_view(rows, lateral: np.ndarray, clearance: float, width: int) -> list[bool]:
+    """Whether, beside each body (its ``rows`` of axial slices), the image reaches a rib's
+    length past the clearance."""
     needed = clearance + RIB_REACH_MM
     out = []
-    for body in bodies:
-        rows = lateral[body.box[0]]
+    for body_rows in rows:
         # Distance to the image's edge on each side, from the lateral distance of the edge columns.
-        out.append(bool(max(rows[:, 0].min(), rows[:, width - 1].min()) >= needed))
+        edges = lateral[body_rows]
+        out.append(bool(max(edges[:, 0].min(), edges[:, width - 1].min()) >= needed))
     return out
 
 
-def _no_ribs(bodies, lateral, clearance, width) -> list[bool | None]:
-    seen = _rib_zone_in_view(bodies, lateral, clearance, width)
+def _no_ribs(rows, lateral, clearance, width) -> list[bool | None]:
+    seen = _rib_zone_in_view(rows, lateral, clearance, width)
     return [False if s else None for s in seen]
