@@ -208,13 +208,16 @@ def _nearest_along_spine(point: np.ndarray, centroids, axes) -> int:
 
 def _rib_zone_in_view(rows, lateral: np.ndarray, clearance: float, width: int) -> list[bool]:
     """Whether, beside each body (its ``rows`` of axial slices), the image reaches a rib's
-    length past the clearance."""
+    length past the clearance, and the body is whole head to feet: the rib of a body cut by the
+    field's first or last slice may run out of view (the twelfth ribs of the real T11-T12
+    DICOM series leave it 50 mm from the midline)."""
     needed = clearance + RIB_REACH_MM
     out = []
     for body_rows in rows:
         # Distance to the image's edge on each side, from the lateral distance of the edge columns.
         edges = lateral[body_rows]
-        out.append(bool(max(edges[:, 0].min(), edges[:, width - 1].min()) >= needed))
+        whole = body_rows.start > 0 and body_rows.stop < lateral.shape[0]
+        out.append(whole and bool(max(edges[:, 0].min(), edges[:, width - 1].min()) >= needed))
     return out
 
 
