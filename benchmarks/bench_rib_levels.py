@@ -25,7 +25,7 @@ import numpy as np
 from napari_vertebra import make_phantom, read_image
 from napari_vertebra.core.image import SpineImage
 from napari_vertebra.core.instances import extract_instances
-from napari_vertebra.core.labels import level_id, to_verse
+from napari_vertebra.core.labels import level_id, level_name, to_verse
 from napari_vertebra.core.measure import measure
 from napari_vertebra.core.ribs import rib_bearing
 
@@ -48,8 +48,7 @@ def count(image: SpineImage, labels: np.ndarray, ribs: bool) -> tuple[list[str],
 
 
 def expected_levels(labels: np.ndarray) -> list[str]:
-    from napari_vertebra.core.labels import level_name
-
+    """True level names of ``labels`` (VerSe IDs), cranial to caudal."""
     order = sorted(
         (float(np.nonzero(labels == v)[0].mean()), int(v)) for v in np.unique(labels) if v
     )

@@ -106,10 +106,10 @@ def thoracolumbar_junction(regions: Sequence[str | None]) -> int | None:
 def mark_sacrum(instances: list[Instance]) -> str | None:
     """In an anonymous mask, mark the caudal-most component as sacrum when it is much larger.
 
-    Returns how the sacrum is known: ``"given"`` (marked before), ``"size"``, ``"cut"`` (a piece
+    Returns how the sacrum is known: ``"given"`` (marked before), ``"size"``, ``"weak"`` (a piece
     at the image's border only 1.2 times a body's size, or a piece marked before among
-    anonymous bodies and no larger than 1.8 bodies: a weak guess, a lumbar body cut by the
-    field looks the same), or ``None``.
+    anonymous bodies and no larger than 1.8 bodies: a lumbar body cut by the field looks the
+    same), or ``None``.
     """
     if any(i.is_sacrum for i in instances):
         bodies = [i for i in instances if not i.is_sacrum]
@@ -123,7 +123,7 @@ def mark_sacrum(instances: list[Instance]) -> str | None:
             and instances[-1].is_sacrum
             and instances[-1].size_mm <= SACRUM_SIZE_FACTOR * np.median([b.size_mm for b in bodies])
         ):
-            return "cut"
+            return "weak"
         return "given"
     if len(instances) < 3:
         return None
@@ -142,7 +142,7 @@ def mark_sacrum(instances: list[Instance]) -> str | None:
     if last.label == 0 and looks_like_sacrum:
         last.is_sacrum = True
         last.label = SACRUM
-        return "cut" if last.touches_border else "size"
+        return "weak" if last.touches_border else "size"
     return None
 
 
@@ -271,14 +271,14 @@ def _count_ribs(
     """Index of L1 among the bodies from their rib votes (:func:`thoracolumbar_junction`) and
     whether the ribs made the last piece S1.
 
-    The last piece's role is settled here when its size alone left it open: marked sacrum only
-    because it is cut by the border and somewhat large (``"cut"``), it is a lumbar body if the
-    ribs leave room for it below L1; unmarked, it is S1 if it is one more than the lumbar
+    The last piece's role is settled here when its size alone left it open: marked sacrum on
+    weak grounds (``"weak"`` from :func:`mark_sacrum`), it is a lumbar body if the ribs leave
+    room for it below L1; unmarked, it is S1 if it is one more than the lumbar
     vertebrae below T12. A junction that leaves more bodies below it than there are lumbar
     vertebrae is dropped.
     """
     last = instances[-1]
-    weak = sacrum_known == "cut"
+    weak = sacrum_known == "weak"
     candidates = [
         vote
         for k, (vote, instance) in enumerate(zip(ribs, instances, strict=True))

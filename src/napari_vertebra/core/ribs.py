@@ -11,9 +11,9 @@ processes are left out, falls into pieces; a rib is a piece that reaches at leas
 :data:`RIB_REACH_MM` beyond the clearance. Where such a piece crosses into the clearance band
 (its root) it must lie behind the body's centre, as rib necks do, and be less tall than a
 vertebral body: an iliac wing, also lateral and reaching far, is taller. The root belongs to the
-body whose centre is nearest head-to-feet; near the spine a rib is still at its own level (further
-out the lower ribs descend, the twelfth by about 10 mm over 12 mm on the real lumbar CT of
-``../shared/data``).
+body whose centre is nearest along the spine's local axis; near the spine a rib is still at its
+own level (further out the lower ribs descend, the twelfth by about 10 mm over 12 mm on the real
+lumbar CT of ``../shared/data``).
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ def rib_bearing(
     spacing, origin
         Voxel spacing (mm) and world origin of ``hu`` (and of the bodies' masks).
     bodies
-        Vertebral bodies (not the sacrum) on the grid of ``hu``, ordered cranio-caudally.
+        Vertebral bodies (and the sacrum, if one was found) on the grid of ``hu``, ordered
+        cranio-caudally, as :func:`~napari_vertebra.core.instances.extract_instances` gives
+        them; a root nearest the sacrum is an iliac wing's, and the sacrum votes like a body.
 
     Returns
     -------
@@ -121,15 +123,13 @@ def rib_bearing(
     outside = lateral[top:bottom, None, :] > clearance
     bone = (hu[top:bottom] > BONE_HU) & outside
     pieces, count = ndimage.label(bone, structure=np.ones((3, 3, 3), bool))
-    if count == 0:
-        return RibVotes(_no_ribs(rows, lateral, clearance, hu.shape[2]))
     # How far each piece reaches from the centre line (by bone voxel, not by sorting a volume).
     at = np.nonzero(bone)
     reach = np.zeros(count + 1)
     np.maximum.at(reach, pieces[at], lateral[at[0] + top, at[2]])
     reach = reach[1:]
     band = bone & (lateral[top:bottom, None, :] <= clearance + ROOT_BAND_MM)
-    roots, root_count = ndimage.label(band, structure=np.ones((3, 3, 3), bool))
+    roots, _ = ndimage.label(band, structure=np.ones((3, 3, 3), bool))
     voxel = float(np.prod(spacing))
     # (piece, root volume in mm³, root's medial point in world mm, whole in the image)
     candidates = []
@@ -156,15 +156,13 @@ def rib_bearing(
         candidates.append(
             (piece, len(index) * voxel, medial.mean(axis=0) * spacing + origin, whole)
         )
+    # Entry 0 is the vertebra above the first body, one step up the spine (out of view).
     centroids = [b.centroid for b in bodies]
     axes = spine_directions(centroids)
+    above = None
     if len(bodies) > 1:
-        # The vertebra above the first body, one step up the spine (out of view).
-        centroids = [centroids[0] - axes[0] * np.linalg.norm(centroids[1] - centroids[0])]
-        centroids += [b.centroid for b in bodies]
-        axes = [axes[0]] + axes
-    else:
-        centroids, axes = [None] + centroids, [None] + axes
+        above = centroids[0] - axes[0] * np.linalg.norm(centroids[1] - centroids[0])
+    centroids, axes = [above, *centroids], [axes[0], *axes]
     found = [False] * len(centroids)
     for piece, volume, point, whole in candidates:
         # A rib has one root; a piece that crosses the band again further down (a descending
@@ -181,7 +179,7 @@ def rib_bearing(
 
 
 def _without_pelvis(votes: list[bool | None]) -> list[bool | None]:
-    """Votes with "ribs" on the last two bodies withdrawn when two rib-free bodies lie above
+    """Votes with "ribs" on the last two pieces withdrawn when two rib-free bodies lie above
     them: ribs end at T12 (T13), so bone there is an iliac wing beside L4-L5 whose root passed
     the tests above (a low, short piece of the crest)."""
     out = list(votes)
@@ -219,8 +217,3 @@ def _rib_zone_in_view(rows, lateral: np.ndarray, clearance: float, width: int) -
         whole = body_rows.start > 0 and body_rows.stop < lateral.shape[0]
         out.append(whole and bool(max(edges[:, 0].min(), edges[:, width - 1].min()) >= needed))
     return out
-
-
-def _no_ribs(rows, lateral, clearance, width) -> list[bool | None]:
-    seen = _rib_zone_in_view(rows, lateral, clearance, width)
-    return [False if s else None for s in seen]
