@@ -264,6 +264,30 @@ def test_an_s1_body_held_by_the_sacrum_is_absorbed_but_not_l5_reached_by_a_stran
     assert (out[25:33, 4:16, 12:28] == 1).all()
 
 
+def test_a_last_body_taken_for_the_sacrum_becomes_a_body_unless_cut_or_large():
+    from napari_vertebra.core.pipeline import _postprocess, release_small_sacrum
+
+    # Canonical 3D axes: head → feet, front → back, right → left. Three bodies and a fourth,
+    # of the same size, that a model labelled sacrum, all wholly in view.
+    labels = np.zeros((70, 22, 40), np.uint8)
+    for top in (2, 16, 30):
+        labels[top : top + 11, 4:16, 12:28] = 1
+    labels[44:55, 4:16, 12:28] = 26
+    labels[48:50, 8:10, 18:20] = 0  # a hole, filled once it is a body
+    out = _postprocess(labels, (3.0, 3.0, 3.0))
+    assert (out[44:55, 4:16, 12:28] == 1).all() and not (out == 26).any()
+    # The same piece cut by the field's lower edge may be S1 alone: left as sacrum.
+    cut = labels[:52]
+    np.testing.assert_array_equal(release_small_sacrum(cut, (3.0, 3.0, 3.0)), cut)
+    # A whole sacrum (S1-S5 with the alae) is several bodies large: left as sacrum.
+    whole = labels.copy()
+    whole[44:68, 4:18, 4:36] = 26
+    np.testing.assert_array_equal(release_small_sacrum(whole, (3.0, 3.0, 3.0)), whole)
+    # Radiographs are not changed (the rule was measured on CT only).
+    section = labels[:, :, 20]
+    assert (_postprocess(section, (3.0, 3.0))[44:55, 4:16] == 26).any()
+
+
 def test_bounding_box_holds_every_voxel_and_its_margin_stays_in_the_array():
     from napari_vertebra.core.instances import bounding_box
 

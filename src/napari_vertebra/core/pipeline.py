@@ -268,22 +268,68 @@ def _head_maps(by_head: dict[str, np.ndarray], heads: dict[str, list[str]]) -> d
 
 def _postprocess(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     """Seed 000: fill holes in each body (sagittal sections in 3D); pieces of the sacrum taken
-    for bodies become sacrum (:func:`absorb_into_sacrum`)."""
+    for bodies become sacrum (:func:`absorb_into_sacrum`), and in 3D a body taken for the
+    sacrum becomes a body again (:func:`release_small_sacrum`)."""
     # Inside the labels' box with a voxel of margin: the same result (nothing lies outside it)
     # without whole-volume passes over a CT that is mostly air.
     box = bounding_box(labels > 0, margin=1)
     if box is None:
         return labels.copy()
     out = np.zeros_like(labels)
-    out[box] = _postprocess_in_box(labels[box], spacing)
+    out[box] = absorb_into_sacrum(labels[box], spacing)
+    if labels.ndim == 3:
+        # On the whole volume: whether the sacrum reaches the field's edge decides.
+        out = release_small_sacrum(out, spacing)
+    out[box] = _fill_bodies(out[box])
     return out
 
 
-def _postprocess_in_box(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-    """:func:`_postprocess` on the labels' bounding box."""
+def release_small_sacrum(
+    labels: np.ndarray, spacing: tuple[float, ...] | np.ndarray | None = None
+) -> np.ndarray:
+    """A 3D model's sacrum piece wholly in view and no larger than a body or two is a body.
+
+    The bundled CT model's sacrum class is the whole sacrum (S1-S5 with the alae), 3.5-4.8
+    times a body's volume on CT phantoms, 3.9 and more where it lies wholly in view. On tight CT
+    crops that end at a lumbar body it labelled that last body sacrum instead (0.5-1.4 bodies,
+    never touching the field's edge): the count then starts one level off and the body is lost
+    from the measurements. So the sacrum piece that continues the column
+    (:func:`~napari_vertebra.core.instances.sacrum_beside_column`) becomes body class when it
+    touches no face of the volume and holds at most
+    :data:`~napari_vertebra.core.levels.SACRUM_SIZE_FACTOR` typical bodies. A sacrum cut by the
+    field (S1 alone at the lower edge) is left alone. Label maps given by a user never pass
+    here (their sacrum label is kept, whatever its size: some label S1 only).
+    """
     from scipy import ndimage
 
-    labels = absorb_into_sacrum(labels, spacing)
+    from .instances import typical_body_size
+    from .levels import SACRUM_SIZE_FACTOR
+
+    if spacing is None:
+        spacing = np.ones(labels.ndim)
+    voxel = float(np.prod(np.asarray(spacing, dtype=float)))
+    sacrum = sacrum_beside_column(labels == SACRUM, labels == 1, spacing)
+    box = bounding_box(sacrum)
+    if box is None:
+        return labels
+    if any(b.start == 0 or b.stop == n for b, n in zip(box, labels.shape, strict=True)):
+        return labels
+    around = bounding_box(labels > 0)
+    pieces, count = ndimage.label(labels[around] == 1)
+    if count == 0:
+        return labels
+    sizes = ndimage.sum_labels(pieces > 0, pieces, np.arange(1, count + 1)) * voxel
+    if np.count_nonzero(sacrum[box]) * voxel > SACRUM_SIZE_FACTOR * typical_body_size(sizes):
+        return labels
+    out = labels.copy()
+    out[sacrum] = 1
+    return out
+
+
+def _fill_bodies(labels: np.ndarray) -> np.ndarray:
+    """Holes in the body class filled (each sagittal section in 3D)."""
+    from scipy import ndimage
+
     body = labels == 1
     if labels.ndim == 2:
         filled = ndimage.binary_fill_holes(body)
