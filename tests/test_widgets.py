@@ -606,3 +606,19 @@ def test_batch_widget_runs_a_folder_and_summarises(make_napari_viewer, tmp_path)
     assert "2 analysed" in widget.status.value and "broken" in widget.status.value
     table = pd.read_csv(tmp_path / "out" / "measurements.csv")
     assert sorted(table["study"].unique()) == ["case41", "case42"]
+
+
+def test_settings_saved_with_the_old_levels_text_still_count_from_the_anatomy():
+    from napari_vertebra._napari.widgets._base import FROM_SACRUM, FROM_SACRUM_BEFORE
+    from napari_vertebra._napari.widgets._pipeline import (
+        settings_from_values,
+        values_from_settings,
+    )
+
+    # Saved before the choice was renamed ("... or ribs"): the same choice, no top level.
+    for text in (FROM_SACRUM, *FROM_SACRUM_BEFORE):
+        assert settings_from_values({"top_level": text}).top_level is None
+    settings = settings_from_values({"top_level": "top is T12"})
+    assert settings.top_level == "T12"
+    assert values_from_settings(settings)["top_level"] == "top is T12"
+    assert values_from_settings(settings_from_values({}))["top_level"] == FROM_SACRUM

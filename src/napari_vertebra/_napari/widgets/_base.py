@@ -47,7 +47,11 @@ def layer_image(layer) -> SpineImage:
     return image
 
 
-FROM_SACRUM = "count from the sacrum"
+#: The levels choice that counts from what the image shows: the sacrum, on CT the ribs, and a
+#: radiograph model's region output (docs/measurements.md).
+FROM_SACRUM = "count from the sacrum or ribs"
+#: Its text before 2026-11-24, still read from saved settings and pipeline values.
+FROM_SACRUM_BEFORE = ("count from the sacrum",)
 #: Fields of :func:`level_fields`, kept between uses.
 LEVEL_SETTINGS = ("top_level", "lumbar_count", "thoracic_count")
 

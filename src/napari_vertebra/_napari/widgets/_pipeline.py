@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...core.pipeline_file import PipelineSettings, parse_percentages
-from ._base import FROM_SACRUM
+from ._base import FROM_SACRUM, FROM_SACRUM_BEFORE
 
 #: The Analyze spine widget's fields that a pipeline file holds.
 PIPELINE_FIELDS = (
@@ -29,7 +29,9 @@ def settings_from_values(values: dict[str, Any]) -> PipelineSettings:
         device=str(values.get("device", "auto")),
         tta=bool(values.get("tta", False)),
         fracture_classifier=str(values.get("fracture_classifier", "auto")),
-        top_level=None if top in (None, FROM_SACRUM) else str(top).removeprefix("top is "),
+        top_level=None
+        if top in (None, FROM_SACRUM, *FROM_SACRUM_BEFORE)
+        else str(top).removeprefix("top is "),
         lumbar_count=int(values.get("lumbar_count", 5)),
         thoracic_count=int(values.get("thoracic_count", 12)),
         grade_thresholds=parse_percentages(values.get("grade_thresholds", DEFAULT_THRESHOLDS_TEXT)),
