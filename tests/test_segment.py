@@ -279,6 +279,9 @@ def test_a_last_body_taken_for_the_sacrum_becomes_a_body_unless_cut_or_large():
     # The same piece cut by the field's lower edge may be S1 alone: left as sacrum.
     cut = labels[:52]
     np.testing.assert_array_equal(release_small_sacrum(cut, (3.0, 3.0, 3.0)), cut)
+    # The clean-up works in the labels' box; the field's edge is still what decides.
+    assert (_postprocess(cut, (3.0, 3.0, 3.0))[44:52, 4:16, 12:28] == 26).any()
+    assert (_postprocess(np.pad(cut, ((0, 0), (9, 9), (9, 9))), (3.0,) * 3) == 26).any()
     # A whole sacrum (S1-S5 with the alae) is several bodies large: left as sacrum.
     whole = labels.copy()
     whole[44:68, 4:18, 4:36] = 26

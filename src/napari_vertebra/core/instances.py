@@ -111,7 +111,7 @@ def sacrum_beside_column(
         :data:`SACRUM_GAP_DIAMETERS` typical body diameters; otherwise an empty mask. Without
         bodies the largest piece is returned (nothing to judge it by).
     """
-    return _sacrum_beside_column(sacrum, bodies, np.asarray(spacing, dtype=float))[0]
+    return column_sacrum_and_typical_body(sacrum, bodies, spacing)[0]
 
 
 def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
@@ -130,11 +130,13 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
     return tuple(box)
 
 
-def _sacrum_beside_column(
-    sacrum: np.ndarray, bodies: np.ndarray, spacing: np.ndarray
+def column_sacrum_and_typical_body(
+    sacrum: np.ndarray, bodies: np.ndarray, spacing: tuple[float, ...] | np.ndarray
 ) -> tuple[np.ndarray, float]:
-    """:func:`sacrum_beside_column` and the typical body size it judged by (0 without bodies
-    or without sacrum)."""
+    """:func:`sacrum_beside_column` and the typical body size (mm² or mm³,
+    :func:`typical_body_size` of the body pieces) it judged by; 0 without bodies or without
+    sacrum."""
+    spacing = np.asarray(spacing, dtype=float)
     if not sacrum.any():
         return sacrum.copy(), 0.0
     # Work inside the box holding both masks: a CT is mostly air around the spine, and the
@@ -150,7 +152,7 @@ def _sacrum_beside_column(
 def _sacrum_beside_column_in_box(
     sacrum: np.ndarray, bodies: np.ndarray, spacing: np.ndarray
 ) -> tuple[np.ndarray, float]:
-    """:func:`_sacrum_beside_column` on masks cropped to the box holding both."""
+    """:func:`column_sacrum_and_typical_body` on masks cropped to the box holding both."""
     body_pieces, body_count = ndimage.label(bodies)
     if body_count == 0:
         return _largest_component(sacrum), 0.0
@@ -547,7 +549,7 @@ def extract_instances(
         if sacrum_label is not None and np.any(label_map == sacrum_label):
             sacrum = label_map == sacrum_label
             foreground &= ~sacrum
-            anchor, typical = _sacrum_beside_column(sacrum, foreground, spacing)
+            anchor, typical = column_sacrum_and_typical_body(sacrum, foreground, spacing)
             if anchor.any():
                 box = ndimage.find_objects(anchor.astype(np.uint8))[0]
                 pieces.append((int(sacrum_label), anchor[box], box))

@@ -271,16 +271,16 @@ def _postprocess(labels: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     for bodies become sacrum (:func:`absorb_into_sacrum`), and in 3D a body taken for the
     sacrum becomes a body again (:func:`release_small_sacrum`)."""
     # Inside the labels' box with a voxel of margin: the same result (nothing lies outside it)
-    # without whole-volume passes over a CT that is mostly air.
+    # without whole-volume passes over a CT that is mostly air. A piece touches a face of that
+    # box only where the box reaches the volume's face, so the box's edges are the field's.
     box = bounding_box(labels > 0, margin=1)
     if box is None:
         return labels.copy()
-    out = np.zeros_like(labels)
-    out[box] = absorb_into_sacrum(labels[box], spacing)
+    inside = absorb_into_sacrum(labels[box], spacing)
     if labels.ndim == 3:
-        # On the whole volume: whether the sacrum reaches the field's edge decides.
-        out = release_small_sacrum(out, spacing)
-    out[box] = _fill_bodies(out[box])
+        inside = release_small_sacrum(inside, spacing)
+    out = np.zeros_like(labels)
+    out[box] = _fill_bodies(inside)
     return out
 
 
@@ -295,31 +295,24 @@ def release_small_sacrum(
     never touching the field's edge): the count then starts one level off and the body is lost
     from the measurements. So the sacrum piece that continues the column
     (:func:`~napari_vertebra.core.instances.sacrum_beside_column`) becomes body class when it
-    touches no face of the volume and holds at most
+    touches no face of ``labels`` (the field of view) and holds at most
     :data:`~napari_vertebra.core.levels.SACRUM_SIZE_FACTOR` typical bodies. A sacrum cut by the
     field (S1 alone at the lower edge) is left alone. Label maps given by a user never pass
     here (their sacrum label is kept, whatever its size: some label S1 only).
     """
-    from scipy import ndimage
-
-    from .instances import typical_body_size
+    from .instances import column_sacrum_and_typical_body
     from .levels import SACRUM_SIZE_FACTOR
 
     if spacing is None:
         spacing = np.ones(labels.ndim)
-    voxel = float(np.prod(np.asarray(spacing, dtype=float)))
-    sacrum = sacrum_beside_column(labels == SACRUM, labels == 1, spacing)
+    sacrum, typical = column_sacrum_and_typical_body(labels == SACRUM, labels == 1, spacing)
     box = bounding_box(sacrum)
-    if box is None:
+    if box is None or typical <= 0:
         return labels
     if any(b.start == 0 or b.stop == n for b, n in zip(box, labels.shape, strict=True)):
         return labels
-    around = bounding_box(labels > 0)
-    pieces, count = ndimage.label(labels[around] == 1)
-    if count == 0:
-        return labels
-    sizes = ndimage.sum_labels(pieces > 0, pieces, np.arange(1, count + 1)) * voxel
-    if np.count_nonzero(sacrum[box]) * voxel > SACRUM_SIZE_FACTOR * typical_body_size(sizes):
+    size = np.count_nonzero(sacrum[box]) * float(np.prod(np.asarray(spacing, dtype=float)))
+    if size > SACRUM_SIZE_FACTOR * typical:
         return labels
     out = labels.copy()
     out[sacrum] = 1

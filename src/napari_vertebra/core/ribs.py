@@ -164,16 +164,18 @@ def rib_bearing(
         above = centroids[0] - axes[0] * np.linalg.norm(centroids[1] - centroids[0])
     centroids, axes = [above, *centroids], [axes[0], *axes]
     found = [False] * len(centroids)
+    largest: dict[int, float] = {}
+    for piece, volume, _, _ in candidates:
+        largest[piece] = max(volume, largest.get(piece, 0.0))
     for piece, volume, point, whole in candidates:
         # A rib has one root; a piece that crosses the band again further down (a descending
         # rib, bone touching it) keeps only roots of a rib's size.
-        largest = max(c[1] for c in candidates if c[0] == piece)
-        if volume < SAME_PIECE_ROOT_SHARE * largest:
+        if volume < SAME_PIECE_ROOT_SHARE * largest[piece]:
             continue
         nearest = _nearest_along_spine(point, centroids, axes)
         if nearest > 0 or whole:
             found[nearest] = True
-    seen = _rib_zone_in_view(rows, lateral, clearance, hu.shape[2])
+    seen = _rib_zone_in_view(rows, lateral, clearance)
     votes = [True if f else (False if s else None) for f, s in zip(found[1:], seen, strict=True)]
     return RibVotes(_without_pelvis(votes), above_first=found[0])
 
@@ -204,7 +206,7 @@ def _nearest_along_spine(point: np.ndarray, centroids, axes) -> int:
     return int(np.argmin(offsets))
 
 
-def _rib_zone_in_view(rows, lateral: np.ndarray, clearance: float, width: int) -> list[bool]:
+def _rib_zone_in_view(rows, lateral: np.ndarray, clearance: float) -> list[bool]:
     """Whether, beside each body (its ``rows`` of axial slices), the image reaches a rib's
     length past the clearance, and the body is whole head to feet: the rib of a body cut by the
     field's first or last slice may run out of view (the twelfth ribs of the real T11-T12
@@ -215,5 +217,5 @@ def _rib_zone_in_view(rows, lateral: np.ndarray, clearance: float, width: int) -
         # Distance to the image's edge on each side, from the lateral distance of the edge columns.
         edges = lateral[body_rows]
         whole = body_rows.start > 0 and body_rows.stop < lateral.shape[0]
-        out.append(whole and bool(max(edges[:, 0].min(), edges[:, width - 1].min()) >= needed))
+        out.append(whole and bool(max(edges[:, 0].min(), edges[:, -1].min()) >= needed))
     return out
