@@ -1,6 +1,7 @@
 """Training: targets on the model grid, augmentation, the loop with checkpoints, resume, card."""
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +14,7 @@ from napari_vertebra.core.labels import SACRUM, to_verse
 from napari_vertebra.core.segment.card import read_card, verify
 from napari_vertebra.core.train import TrainConfig, train
 from napari_vertebra.core.train.augment import Augmentation, augment, coarsen, random_crop
+from napari_vertebra.core.train.batches import BatchDrawer, build_pool
 from napari_vertebra.core.train.loop import XR_PREPROCESSING
 from napari_vertebra.core.train.sources import DataSpecError, bodies_of, pairs_from_spec
 from napari_vertebra.core.train.targets import (
@@ -222,6 +224,18 @@ def test_data_specs_are_checked():
         pairs_from_spec("phantom-xr:many", 0)
 
 
+def test_phantoms_rendered_by_several_processes_are_the_same_in_the_same_order():
+    alone = list(pairs_from_spec("phantom-xr:3", 11))
+    shared = list(pairs_from_spec("phantom-xr:3", 11, workers=2))
+    assert len(shared) == 3
+    for one, other in zip(alone, shared, strict=True):
+        np.testing.assert_array_equal(one.image.array, other.image.array)
+        np.testing.assert_array_equal(one.bodies.array, other.bodies.array)
+        assert one.fractured == other.fractured
+    # Different phantoms, not one repeated.
+    assert not np.array_equal(alone[0].image.array, alone[1].image.array)
+
+
 def test_trunk_phantoms_project_to_wide_films_without_extra_soft_tissue():
     # drr:SPEC reads its CTs with the run seed + 1.
     (ct,) = [sample.image for sample in pairs_from_spec("phantom-ct-abdomen:1", 6)]
@@ -264,6 +278,22 @@ def test_training_writes_curves_checkpoint_and_a_verified_card(tmp_path):
     # A run folder is never overwritten.
     with pytest.raises(FileExistsError):
         train(_config(tmp_path))
+
+
+def test_batches_drawn_by_worker_processes_are_the_ones_drawn_alone(tmp_path):
+    config = _config(tmp_path, data=["phantom-ct:1"], modality="CT", context=1, patch=64)
+    pool = build_pool(config.data, config, config.seed)
+    alone = [BatchDrawer(pool, config).batch(step) for step in range(3)]
+    with BatchDrawer(pool, dataclasses.replace(config, workers=2)) as drawer:
+        shared = [drawer.batch(step) for step in range(3)]
+    for one, other in zip(alone, shared, strict=True):
+        assert len(one) == config.batch_size
+        for (image, target), (image_2, target_2) in zip(one, other, strict=True):
+            assert image.shape == (3, 64, 64)  # a sagittal slice and one neighbour each side
+            np.testing.assert_array_equal(image, image_2)
+            np.testing.assert_array_equal(target, target_2)
+    # Each step draws new crops.
+    assert not np.array_equal(alone[0][0][0], alone[1][0][0])
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):

@@ -274,6 +274,7 @@ def _train(args: argparse.Namespace) -> int:
         evaluate_every=args.evaluate_every,
         seed=args.seed,
         device=args.device,
+        workers=args.workers,
         init_from=args.init_from,
         description=args.description,
         command="napari-vertebra " + shlex.join(args.command_line),
@@ -529,6 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--evaluate-every", type=int, default=100, help="steps between validations")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps")
+    tr.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes that render the phantoms and draw the batches (default 1; the same "
+        "pairs and batches whatever the number)",
+    )
     tr.add_argument("--init-from", default=None, help="model name or card to fine-tune")
     tr.add_argument("--description", default="", help="text for the model card")
     tr.add_argument("--resume", action="store_true", help="continue the run in the folder")

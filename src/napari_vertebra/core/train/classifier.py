@@ -95,10 +95,10 @@ def model_grid_bodies(labels: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return resize_labels(labels, shape)
 
 
-def _examples(specs, modality, preprocessing, seed, size, progress):
+def _examples(specs, modality, preprocessing, seed, size, progress, workers=1):
     examples = []  # (windows (S, 2, size, size), fractured, origin)
     for index, spec in enumerate(specs):
-        for image, bodies, fractured in pairs_from_spec(spec, seed + 1000 * index):
+        for image, bodies, fractured in pairs_from_spec(spec, seed + 1000 * index, workers):
             if image.modality != modality:
                 raise DataSpecError(f"{spec}: gives {image.modality} images; this is {modality}")
             if fractured is None:
@@ -190,7 +190,13 @@ def train_classifier(config, progress: Progress | None = None, resume: bool = Fa
     fields += ["val_balanced_accuracy", "images_per_second"]
     run = TrainingRun(config, network, out, fields, resume)
     train_set = _examples(
-        config.data, config.modality, preprocessing, config.seed, WINDOW_SIZE, progress
+        config.data,
+        config.modality,
+        preprocessing,
+        config.seed,
+        WINDOW_SIZE,
+        progress,
+        config.workers,
     )
     val_set = _examples(
         config.validation,
@@ -199,6 +205,7 @@ def train_classifier(config, progress: Progress | None = None, resume: bool = Fa
         config.seed + 7_919,
         WINDOW_SIZE,
         progress,
+        config.workers,
     )
     settings = Augmentation(**config.augmentation)
     by_status = _by_status(train_set)

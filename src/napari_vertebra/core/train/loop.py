@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,10 @@ import numpy as np
 from ..io.atomic import atomic_path
 from ..metrics import dice
 from ..preprocess import sagittal_stack
-from .augment import Augmentation, augment, random_crop
+from .augment import Augmentation
+from .batches import BatchDrawer, build_pool
 from .run import TrainingRun, open_run_folder
-from .sources import pairs_from_spec
-from .targets import IGNORE, MULTITASK_HEADS, SEGMENTATION_HEADS, Pair, head_targets, to_model_grid
+from .targets import IGNORE, MULTITASK_HEADS, SEGMENTATION_HEADS, Pair, head_targets
 
 #: Radiograph models: 0.8 mm pixels (a 30 mm body is about 38 pixels high), clip, z-score, CLAHE.
 XR_PREPROCESSING = (
@@ -95,6 +95,8 @@ class TrainConfig:
     evaluate_every: int = 100
     seed: int = 0
     device: str = "auto"
+    #: Processes that render phantoms while the training pool is built (the same pool).
+    workers: int = 1
     init_from: str | None = None
     half_precision_weights: bool = True
     augmentation: dict[str, float] = field(default_factory=dict)
@@ -135,42 +137,6 @@ def heads_of(architecture: str) -> dict[str, tuple[str, ...]]:
 def body_head(heads: dict[str, Any]) -> str:
     """The head whose classes give the bodies and the sacrum."""
     return "region" if "region" in heads else "segmentation"
-
-
-def _pool(specs: Sequence[str], config: TrainConfig, seed: int, progress) -> list[Pair]:
-    from .sources import DataSpecError
-
-    steps = config.model_preprocessing()
-    pool: list[Pair] = []
-    for index, spec in enumerate(specs):
-        for image, bodies, fractured in pairs_from_spec(spec, seed + 1000 * index):
-            if image.modality != config.modality:
-                raise DataSpecError(
-                    f"{spec}: gives {image.modality} images; this is a {config.modality} model"
-                )
-            array, target = to_model_grid(image, bodies, steps, fractured)
-            origin = str(image.source.get("path", spec))
-            pool.append(Pair(array[None] if image.ndim == 2 else array, target, origin))
-            if progress is not None:
-                progress(f"reading {spec}", len(pool), 0)
-    if not pool:
-        raise DataSpecError(f"{', '.join(specs)}: no training pairs")
-    return pool
-
-
-def _draw(pool: list[Pair], config: TrainConfig, rng: np.random.Generator):
-    pair = pool[rng.integers(len(pool))]
-    if config.modality == "XR":
-        image, target = pair.image, pair.target
-    else:
-        columns = np.nonzero(pair.target.any(axis=(0, 1)))[0]
-        if len(columns) and rng.random() < 0.9:
-            x = int(rng.choice(columns))
-        else:
-            x = int(rng.integers(pair.image.shape[2]))
-        image, target = sagittal_stack(pair.image, x, config.context), pair.target[:, :, x]
-    image, target = random_crop(image, target, config.patch, rng)
-    return augment(image, target, rng, Augmentation(**config.augmentation))
 
 
 def _loss(logits, target):
@@ -368,6 +334,30 @@ def _build(config: TrainConfig):
     return network, ""
 
 
+def _train_steps(run, network, heads, drawer, val_pool, device, progress) -> None:
+    """Optimise until the run's last step, validating (and plotting the curves) when due."""
+    import torch
+
+    config = run.config
+    while not run.done:
+        batch = drawer.batch(run.step)
+        images = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)
+        details = np.stack([b[1] for b in batch])
+        network.train()
+        outputs = _outputs(network, images)
+        loss = sum(
+            _loss(outputs[head], torch.from_numpy(head_targets(details, head)).to(device))
+            for head in heads
+        )
+        due = run.optimise(loss, len(batch))
+        if progress is not None:
+            progress("training", run.step, config.steps)
+        if due:
+            scores = evaluate(network, val_pool, config, device)
+            run.evaluated(scores, _selection_score(scores))
+            plot_curves(run.metrics_path, run.out / "curves.png")
+
+
 def train(config: TrainConfig, progress: Progress | None = None, resume: bool = False):
     """Train a model as ``config`` says; returns the saved model's card.
 
@@ -405,26 +395,10 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
     fields.append("images_per_second")
     run = TrainingRun(config, network, out, fields, resume)
 
-    train_pool = _pool(config.data, config, config.seed, progress)
-    val_pool = _pool(config.validation, config, config.seed + 7_919, progress)
-    while not run.done:
-        rng = run.rng()
-        batch = [_draw(train_pool, config, rng) for _ in range(config.batch_size)]
-        images = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)
-        details = np.stack([b[1] for b in batch])
-        network.train()
-        outputs = _outputs(network, images)
-        loss = sum(
-            _loss(outputs[head], torch.from_numpy(head_targets(details, head)).to(device))
-            for head in heads
-        )
-        due = run.optimise(loss, len(batch))
-        if progress is not None:
-            progress("training", run.step, config.steps)
-        if due:
-            scores = evaluate(network, val_pool, config, device)
-            run.evaluated(scores, _selection_score(scores))
-            plot_curves(run.metrics_path, out / "curves.png")
+    train_pool = build_pool(config.data, config, config.seed, progress)
+    val_pool = build_pool(config.validation, config, config.seed + 7_919, progress)
+    with BatchDrawer(train_pool, config) as drawer:
+        _train_steps(run, network, heads, drawer, val_pool, device, progress)
 
     network = run.best_network()
     best_row = max(

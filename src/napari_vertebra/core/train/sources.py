@@ -26,6 +26,8 @@ Spec strings (the ``--data`` option of ``napari-vertebra train``):
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from itertools import repeat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -135,17 +137,30 @@ def verse_pairs(folder: str | Path) -> Iterator[Sample]:
         yield Sample(ct, bodies_of(labels))
 
 
-def phantom_pairs(modality: str, count: int, seed: int, **options) -> Iterator[Sample]:
+def phantom_pairs(
+    modality: str, count: int, seed: int, workers: int = 1, **options
+) -> Iterator[Sample]:
     """``count`` phantoms of ``modality`` from seeds derived from ``seed`` (``options`` go to
-    :func:`~napari_vertebra.core.phantom.make_phantom`)."""
+    :func:`~napari_vertebra.core.phantom.make_phantom`), rendered by ``workers`` processes
+    (the same phantoms, in the same order, whatever their number)."""
+    children = np.random.SeedSequence(seed).spawn(count)
+    if workers <= 1 or count <= 1:
+        yield from (_phantom_sample(modality, child, options) for child in children)
+        return
+    with ProcessPoolExecutor(min(workers, count)) as pool:
+        yield from pool.map(
+            _phantom_sample, repeat(modality), children, repeat(options), chunksize=1
+        )
+
+
+def _phantom_sample(modality: str, seed: np.random.SeedSequence, options: dict) -> Sample:
     from ..phantom import make_phantom
 
-    for child in np.random.SeedSequence(seed).spawn(count):
-        phantom = make_phantom(modality, child, **options)
-        fractured = frozenset(
-            int(v["label"]) for v in phantom.truth["vertebrae"] if v["genant_grade"] >= 1
-        )
-        yield Sample(phantom.image, phantom.labels, fractured)
+    phantom = make_phantom(modality, seed, **options)
+    fractured = frozenset(
+        int(v["label"]) for v in phantom.truth["vertebrae"] if v["genant_grade"] >= 1
+    )
+    return Sample(phantom.image, phantom.labels, fractured)
 
 
 def drr_pairs(cts: Iterator[Sample], seed: int, per_ct: int = 1) -> Iterator[Sample]:
@@ -165,8 +180,9 @@ def drr_pairs(cts: Iterator[Sample], seed: int, per_ct: int = 1) -> Iterator[Sam
             yield Sample(*projection, fractured)
 
 
-def pairs_from_spec(spec: str, seed: int) -> Iterator[Sample]:
-    """The pairs a ``--data`` spec names (see the module docstring)."""
+def pairs_from_spec(spec: str, seed: int, workers: int = 1) -> Iterator[Sample]:
+    """The pairs a ``--data`` spec names (see the module docstring); phantoms are rendered by
+    ``workers`` processes."""
     kind, _, rest = spec.partition(":")
     if kind in ("phantom-xr", "phantom-ct", "phantom-ct-abdomen"):
         try:
@@ -174,7 +190,7 @@ def pairs_from_spec(spec: str, seed: int) -> Iterator[Sample]:
         except ValueError:
             raise DataSpecError(f"{spec}: give the number of phantoms, e.g. {kind}:200") from None
         options = {"surroundings": "abdomen"} if kind.endswith("abdomen") else {}
-        return phantom_pairs(kind.split("-")[1], count, seed, **options)
+        return phantom_pairs(kind.split("-")[1], count, seed, workers, **options)
     if kind == "folder":
         return folder_pairs(rest)
     if kind == "totalseg":
@@ -185,7 +201,7 @@ def pairs_from_spec(spec: str, seed: int) -> Iterator[Sample]:
         inner, _, per = rest.rpartition("@")
         if not inner:
             inner, per = rest, "1"
-        return drr_pairs(pairs_from_spec(inner, seed + 1), seed, per_ct=int(per))
+        return drr_pairs(pairs_from_spec(inner, seed + 1, workers), seed, per_ct=int(per))
     raise DataSpecError(
         f"{spec}: unknown data source {kind!r} (phantom-xr:N, phantom-ct:N, "
         "phantom-ct-abdomen:N, folder:PATH, "
