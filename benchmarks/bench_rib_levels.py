@@ -12,7 +12,11 @@ painted with one value) is counted the same way, whole and cut above L4. Last, t
 time and peak memory (tracemalloc) on three whole-trunk phantoms at 1.0 x 0.7 x 0.7 mm, the
 voxel size of a diagnostic CT (about 70 million voxels each), and whether their votes are right.
 
+``--surroundings spine`` counts spine CT phantoms instead (130-220 mm across, ribs' necks and
+iliac wings in view, no trunk); ``--no-real`` leaves out the real CT and the fine CTs.
+
 Run: python benchmarks/bench_rib_levels.py [--phantoms 60] [--seed 5000]
+         [--surroundings abdomen|spine] [--no-real]
 """
 
 import argparse
@@ -67,6 +71,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--phantoms", type=int, default=60)
     parser.add_argument("--seed", type=int, default=5000)
+    parser.add_argument(
+        "--surroundings",
+        choices=("abdomen", "spine"),
+        default="abdomen",
+        help="whole-trunk phantoms (default) or spine CTs (130-220 mm across)",
+    )
+    parser.add_argument("--no-real", action="store_true", help="skip the real CT and fine CTs")
     parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared" / "data")
     args = parser.parse_args()
     results = {
@@ -76,7 +87,7 @@ def main() -> None:
     }
     seconds, failures = [], []
     for seed in range(args.seed, args.seed + args.phantoms):
-        phantom = make_phantom("ct", seed, surroundings="abdomen")
+        phantom = make_phantom("ct", seed, surroundings=args.surroundings)
         labels = phantom.labels.array
         last_lumbar = phantom.truth["vertebrae"][-1]["level"]
         cases = {"as generated": (phantom.image, labels)}
@@ -111,6 +122,8 @@ def main() -> None:
         f"rib search: median {np.median(seconds):.3f} s, largest {np.max(seconds):.3f} s "
         f"per phantom ({len(seconds)} volumes)"
     )
+    if args.no_real:
+        return
     folder = args.data / "ct-lumbar-totalseg"
     ct = read_image(folder / "ct.nii.gz")
     verse = to_verse(

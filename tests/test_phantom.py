@@ -371,10 +371,19 @@ def test_oral_contrast_fills_bowel_pockets_in_front_of_the_spine():
     assert not contrast[:, axes[1] >= 60.0 - 40.0 / 2 - 10 + 24].any()
 
 
-def test_spine_phantoms_have_no_ribs_and_abdomen_is_ct_only():
-    lumbar = _ct(4, levels=["L1", "L2", "L3", "L4", "L5"], with_sacrum=True)
-    assert lumbar.truth["parameters"]["surroundings"] == "spine"
-    assert _lateral_bone(lumbar, slice(None)) == 0
+def test_spine_phantoms_show_ribs_and_iliac_wings_beside_the_spine_and_abdomen_is_ct_only():
+    levels = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+    spine = _ct(4, levels=levels, with_sacrum=True)
+    assert spine.truth["parameters"]["surroundings"] == "spine"
+    hu, labels = spine.image.array, spine.labels.array
+    assert 120 <= hu.shape[2] * spine.image.spacing[2] <= 240  # a spine CT's field, not a trunk
+    rows_of = {k: np.argwhere(labels == level_id(k))[:, 0] for k in ("T11", "T12", "L2", "L5")}
+    thoracic = slice(rows_of["T11"].min(), rows_of["T12"].max() + 1)
+    assert _lateral_bone(spine, thoracic) > 20  # the ribs' necks
+    assert _lateral_bone(spine, slice(rows_of["L2"].min(), rows_of["L2"].max() + 1)) == 0
+    assert _lateral_bone(spine, slice(rows_of["L5"].min(), hu.shape[0])) > 200  # iliac wings
+    # No CT table behind the back: air there, as before.
+    assert (hu[:, -1, :] < -900).mean() > 0.5
     with pytest.raises(ValueError, match="CT phantoms only"):
         make_phantom("xr", 0, surroundings="abdomen")
     with pytest.raises(ValueError, match="surroundings"):

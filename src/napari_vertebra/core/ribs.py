@@ -8,7 +8,8 @@ the sacrum is in view as well, the two counts are compared (see :mod:`.levels`).
 How ribs are found (canonical axes I, P, L; HU): bone (above :data:`BONE_HU`) more than a
 clearance to the side of the spine's centre line, so that the vertebrae with their transverse
 processes are left out, falls into pieces; a rib is a piece that reaches at least
-:data:`RIB_REACH_MM` beyond the clearance. Where such a piece crosses into the clearance band
+:data:`RIB_REACH_MM` beyond the clearance, or :data:`CUT_RIB_REACH_MM` where the image's side
+edge cuts it (a spine CT's field). Where such a piece crosses into the clearance band
 (its root) it must lie behind the body's centre, as rib necks do, and be less tall than a
 vertebral body: an iliac wing, also lateral and reaching far, is taller. The root belongs to the
 body whose centre is nearest along the spine's local axis; near the spine a rib is still at its
@@ -39,6 +40,10 @@ MIN_CLEARANCE_MM = 30.0
 #: A rib goes on this far beyond the clearance; a transverse process tip that pokes through it
 #: does not (the longest, L3's, ends about 50 mm from the midline in adults).
 RIB_REACH_MM = 30.0
+#: A piece that leaves the image at its left or right edge is a rib when it gets this far beyond
+#: the clearance first: a spine CT's field (130-220 mm across) cuts them 15-75 mm beyond it,
+#: and a lumbar transverse process ends about 10 mm beyond it.
+CUT_RIB_REACH_MM = 20.0
 #: Width of the band beyond the clearance whose pieces are the roots.
 ROOT_BAND_MM = 10.0
 #: A root smaller than this is a speck: a rib at least 6 mm thick crossing the 10 mm band fills
@@ -127,7 +132,13 @@ def rib_bearing(
     at = np.nonzero(bone)
     reach = np.zeros(count + 1)
     np.maximum.at(reach, pieces[at], lateral[at[0] + top, at[2]])
-    reach = reach[1:]
+    # A piece the image's left or right edge cuts may go on out of view.
+    cut = np.zeros(count + 1, bool)
+    cut[np.unique(pieces[:, :, [0, -1]])] = True
+    long_enough = (reach >= clearance + RIB_REACH_MM) | (
+        cut & (reach >= clearance + CUT_RIB_REACH_MM)
+    )
+    long_enough = long_enough[1:]
     band = bone & (lateral[top:bottom, None, :] <= clearance + ROOT_BAND_MM)
     roots, _ = ndimage.label(band, structure=np.ones((3, 3, 3), bool))
     voxel = float(np.prod(spacing))
@@ -138,7 +149,7 @@ def rib_bearing(
             continue
         root = roots[box] == k
         piece = int(pieces[box][root][0])
-        if reach[piece - 1] < clearance + RIB_REACH_MM:
+        if not long_enough[piece - 1]:
             continue
         index = np.argwhere(root) + np.array([s.start for s in box])
         index[:, 0] += top
@@ -207,11 +218,12 @@ def _nearest_along_spine(point: np.ndarray, centroids, axes) -> int:
 
 
 def _rib_zone_in_view(rows, lateral: np.ndarray, clearance: float) -> list[bool]:
-    """Whether, beside each body (its ``rows`` of axial slices), the image reaches a rib's
-    length past the clearance, and the body is whole head to feet: the rib of a body cut by the
-    field's first or last slice may run out of view (the twelfth ribs of the real T11-T12
-    DICOM series leave it 50 mm from the midline)."""
-    needed = clearance + RIB_REACH_MM
+    """Whether, beside each body (its ``rows`` of axial slices), the image reaches far enough
+    past the clearance to tell a rib (:data:`CUT_RIB_REACH_MM`, where a rib leaving the image is
+    seen), and the body is whole head to feet: the rib of a body cut by the field's first or
+    last slice may run out of view (the twelfth ribs of the real T11-T12 DICOM series leave it
+    50 mm from the midline)."""
+    needed = clearance + CUT_RIB_REACH_MM
     out = []
     for body_rows in rows:
         # Distance to the image's edge on each side, from the lateral distance of the edge columns.

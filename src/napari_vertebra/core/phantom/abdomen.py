@@ -189,9 +189,11 @@ def _paint_gas(hu, cavity, spine_v, depth, axes, count: int, rng, oral_contrast:
         hu[pocket] = -950.0
 
 
-def paint_ribs_and_pelvis(hu: np.ndarray, spine: Spine, abdomen: Abdomen, grid: Grid, rng) -> None:
+def paint_ribs_and_pelvis(
+    hu: np.ndarray, spine: Spine, abdomen: Abdomen, grid: Grid, rng, table: bool = True
+) -> None:
     """Bone around the spine that is not labelled: ribs of the thoracic levels in view, the iliac
-    wings and hip joints beside L5 and the sacrum, and the CT table."""
+    wings and hip joints beside L5 and the sacrum, and (with ``table``) the CT table."""
     axes = grid.axes
     u, v, w = axes
     spacing = np.asarray(grid.spacing, float)
@@ -210,7 +212,7 @@ def paint_ribs_and_pelvis(hu: np.ndarray, spine: Spine, abdomen: Abdomen, grid: 
         ribs = ndimage.distance_transform_edt(~seeds, sampling=spacing) <= rng.uniform(4, 6)
         hu[ribs] = 480.0
     _paint_pelvis(hu, spine, axes, rng)
-    if abdomen.table:
+    if table and abdomen.table:
         back = back_v.max() + rng.uniform(5, 30)
         surface = back + 0.0015 * w**2
         table = (v[:, None] >= surface[None, :]) & (v[:, None] <= surface[None, :] + 5)

@@ -224,8 +224,15 @@ def _field_of_view(
     top = spine.bodies[0]
     low[0] = min(low[0], top.to_world(0, -top.max_height / 2)[0])
     if is_ct:
-        margin_low = np.array([rng.uniform(2, 10), rng.uniform(20, 40), rng.uniform(5, 15)])
-        margin_high = np.array([rng.uniform(-30, 0), rng.uniform(25, 45), rng.uniform(5, 15)])
+        margin_low = np.array([rng.uniform(2, 10), rng.uniform(20, 40), 0.0])
+        margin_high = np.array([rng.uniform(-30, 0), rng.uniform(25, 45), 0.0])
+        # Across (w), a spine CT's reconstruction field is 130-220 mm wide, centred on the
+        # bodies: the ribs' necks and the iliac wings beside the column are in view (the
+        # sacrum's alae may be cut).
+        bodies_w = np.concatenate(corners[: len(spine.bodies)])[:, 2]
+        centre = 0.5 * (bodies_w.min() + bodies_w.max())
+        half = max(rng.uniform(65, 110), 0.5 * np.ptp(bodies_w) + 5)
+        low[2], high[2] = centre - half, centre + half
     else:
         margin_low = np.array([rng.uniform(5, 30), rng.uniform(30, 80)])
         margin_high = np.array([rng.uniform(-40, 0), rng.uniform(15, 40)])

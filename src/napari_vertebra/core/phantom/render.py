@@ -188,7 +188,8 @@ def render_ct(
     spine: Spine, grid: Grid, rng: np.random.Generator, abdomen: Abdomen | None = None
 ) -> tuple[np.ndarray, ...]:
     """CT volume in HU (int16) plus body and whole-vertebra labels; with ``abdomen``, the trunk,
-    viscera, ribs and pelvis around the spine (:mod:`.abdomen`), otherwise soft tissue only."""
+    viscera, ribs, pelvis and table around the spine (:mod:`.abdomen`), otherwise soft tissue
+    with the ribs and pelvis in view."""
     bodies, vertebrae, tissue = paint_labels(spine, grid)
     spacing = grid.spacing
     hu = np.full(grid.shape, -1000.0, np.float32)
@@ -197,8 +198,11 @@ def render_ct(
     else:
         _paint_soft_tissue(hu, spine, grid, rng)
     _paint_aorta(hu, spine, grid, rng)
-    if abdomen is not None:
-        paint_ribs_and_pelvis(hu, spine, abdomen, grid, rng)
+    # A tight crop still shows the ribs' necks and the iliac wings beside the spine; their
+    # course round the trunk is drawn for a random trunk that is not painted.
+    paint_ribs_and_pelvis(
+        hu, spine, abdomen or Abdomen.sample(rng), grid, rng, table=abdomen is not None
+    )
     hu[tissue["canal"]] = 12.0
     hu[tissue["disc"]] = 85.0
     _paint_bone(hu, spine, grid, bodies, tissue["posterior"], rng)
