@@ -511,6 +511,29 @@ def test_fracture_classifier_trains_and_analyze_reports_its_probability(tmp_path
     assert (sensitivity is None) == (card.validation["fractured_vertebrae"] == 0)
     rows = list(csv.DictReader(open(tmp_path / "classifier" / "metrics.csv")))
     assert [int(r["step"]) for r in rows] == [2, 4]
+    # Fine-tuning names no architecture: the classifier's card gives it, with its arguments.
+    tuned = train(
+        _config(
+            tmp_path,
+            name="tuned",
+            arguments=None,
+            batch_size=4,
+            steps=2,
+            init_from=str(tmp_path / "classifier" / "classifier.json"),
+        )
+    )
+    assert tuned.architecture == "slice_classifier" and tuned.arguments == card.arguments
+    assert tuned.preprocessing == card.preprocessing
+    assert "fine-tuned from" in tuned.training_data
+    with pytest.raises(ValueError, match="only be fine-tuned from a slice classifier"):
+        train(
+            _config(
+                tmp_path,
+                name="mixed",
+                architecture="slice_classifier",
+                init_from="xr-bodies-mobilenet",
+            )
+        )
     phantom = make_phantom("xr", 5)
     result = analyze(
         phantom.image, fracture_classifier=str(tmp_path / "classifier" / "classifier.json")

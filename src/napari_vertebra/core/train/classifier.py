@@ -163,6 +163,30 @@ def _rounded(value: str) -> float | None:
     return round(number, 4) if np.isfinite(number) else None
 
 
+def _start_network(config):
+    """The network to train and a note for the card: a fresh one, or with ``config.init_from``
+    the weights, arguments, preprocessing and modality of that classifier's card."""
+    from ..segment.card import load_network
+    from ..segment.nets import build_network
+    from ..segment.registry import find_model
+
+    if config.init_from:
+        card = find_model(config.init_from)
+        if card.architecture != "slice_classifier":
+            raise ValueError(
+                f"{card.name} is a {card.architecture} model; a slice classifier can only be "
+                "fine-tuned from a slice classifier"
+            )
+        config.arguments = dict(card.arguments)
+        config.preprocessing = [dict(step) for step in card.preprocessing]
+        config.modality = card.modality
+        return load_network(card, "cpu").train(), f"; fine-tuned from {config.init_from}"
+    arguments = dict(config.arguments or {"encoder_name": "mobilenet_v2"})
+    arguments["in_channels"] = 2
+    config.arguments = arguments
+    return build_network("slice_classifier", **arguments), ""
+
+
 def train_classifier(config, progress: Progress | None = None, resume: bool = False):
     """Train seed 003's slice classifier as ``config`` (a ``TrainConfig``) says; returns the card.
 
@@ -175,16 +199,14 @@ def train_classifier(config, progress: Progress | None = None, resume: bool = Fa
 
     from ..segment.card import FRACTURE_TASK, save_model
     from ..segment.inference import select_device
-    from ..segment.nets import build_network
 
     out = open_run_folder(config.output, resume)
     torch.manual_seed(config.seed)
     device = select_device(config.device)
     config.architecture = "slice_classifier"
-    arguments = dict(config.arguments or {"encoder_name": "mobilenet_v2"})
-    arguments["in_channels"] = 2
-    config.arguments = arguments
-    network = build_network("slice_classifier", **arguments).to(device)
+    network, start_note = _start_network(config)
+    network = network.to(device)
+    arguments = config.arguments
     preprocessing = config.model_preprocessing()
     fields = ["step", "train_loss", "val_sensitivity", "val_specificity"]
     fields += ["val_balanced_accuracy", "images_per_second"]
@@ -259,6 +281,7 @@ def train_classifier(config, progress: Progress | None = None, resume: bool = Fa
         ),
         training_data=(
             f"{', '.join(config.data)}; {len(train_set)} vertebrae, {fractured} fractured"
+            f"{start_note}"
         ),
         validation=validation,
         description=config.description,

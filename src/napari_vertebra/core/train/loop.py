@@ -358,6 +358,15 @@ def _train_steps(run, network, heads, drawer, val_pool, device, progress) -> Non
             plot_curves(run.metrics_path, run.out / "curves.png")
 
 
+def _fine_tunes_a_classifier(config: TrainConfig) -> bool:
+    """Whether ``config`` names no architecture and starts from a slice classifier's card."""
+    from ..segment.registry import find_model
+
+    if config.architecture is not None or not config.init_from:
+        return False
+    return find_model(config.init_from).architecture == "slice_classifier"
+
+
 def train(config: TrainConfig, progress: Progress | None = None, resume: bool = False):
     """Train a model as ``config`` says; returns the saved model's card.
 
@@ -374,7 +383,7 @@ def train(config: TrainConfig, progress: Progress | None = None, resume: bool = 
         Continue from ``checkpoint.pt`` in the run folder (same config) instead of refusing a
         folder that already holds a run.
     """
-    if config.architecture == "slice_classifier":
+    if config.architecture == "slice_classifier" or _fine_tunes_a_classifier(config):
         from .classifier import train_classifier
 
         return train_classifier(config, progress, resume)
