@@ -111,6 +111,19 @@ def test_a_trunk_phantom_without_its_sacrum_is_counted_from_its_ribs():
     ]
 
 
+def test_the_ct_table_far_behind_the_spine_is_not_taken_for_ribs():
+    # Seed 5005 at 2.5 mm: its table, 90-140 mm behind the bodies' centres, crosses the root band
+    # in pieces beside L1 and L2; counted as ribs, L1-L4 became T11-L2 with no flag. Its field
+    # starts at L1 below the twelfth ribs: nothing tells the level, and the count says so.
+    phantom = make_phantom("ct", 5005, surroundings="abdomen")
+    cut, labels = _cut_above(phantom.image, phantom.labels.array, "L5")
+    found = measure(_painted(cut, labels), image=cut)
+    assert found.parameters["rib_votes"][:2] == [False, False]
+    assert found.parameters["rib_above_first"] is False
+    assert not found.table["level"].str.startswith("T").any()
+    assert found.table["qc_flags"].str.contains("level_uncertain").all()
+
+
 def test_a_semantic_trunk_mask_keeps_every_body_beside_its_unmarked_sacrum():
     # The sacrum's centroid lies far behind the lumbar column's; as a neighbour it once bent the
     # column's line so that T11 and T12 were kept and L1-L5 left out as off the column.

@@ -10,7 +10,8 @@ clearance to the side of the spine's centre line, so that the vertebrae with the
 processes are left out, falls into pieces; a rib is a piece that reaches at least
 :data:`RIB_REACH_MM` beyond the clearance, or :data:`CUT_RIB_REACH_MM` where the image's side
 edge cuts it (a spine CT's field). Where such a piece crosses into the clearance band
-(its root) it must lie behind the body's centre, as rib necks do, and be less tall than a
+(its root) it must lie behind the body's centre, as rib necks do (but not as far back as the
+CT table, :data:`MAX_BEHIND_MM`), and be less tall than a
 vertebral body: an iliac wing, also lateral and reaching far, is taller. The root belongs to the
 body whose centre is nearest along the spine's local axis; near the spine a rib is still at its
 own level (further out the lower ribs descend, the twelfth by about 10 mm over 12 mm on the real
@@ -52,6 +53,10 @@ MIN_ROOT_MM3 = 150.0
 #: Of the roots of one piece, those under this share of its largest root's volume are crossings
 #: of a rib further down, not ribs (216-240 mm³ against 1318 mm³ in a CT phantom).
 SAME_PIECE_ROOT_SHARE = 0.5
+#: A rib's neck lies at most this far behind the body's centre (15-55 mm in CT phantoms, 33-39 mm
+#: on the real lumbar CT); bone further back is the CT table or the back's surface (90-150 mm
+#: behind in trunk phantoms).
+MAX_BEHIND_MM = 75.0
 #: A root at most this fraction of the median body height tall: rib roots are 12-18 mm tall on the
 #: real lumbar CT (bodies 34.5 mm), the iliac wings' 24-30 mm.
 ROOT_HEIGHT_FACTOR = 0.75
@@ -161,8 +166,8 @@ def rib_bearing(
         medial = index[distance <= distance.min() + spacing[2]]
         level_slice = float(medial[:, 0].mean())
         behind = (medial[:, 1].mean() - np.interp(level_slice, slices, centre_p)) * spacing[1]
-        if behind <= 0:
-            continue  # rib necks run behind the body's centre
+        if not 0 < behind <= MAX_BEHIND_MM:
+            continue  # rib necks run behind the body's centre, not as far as the table
         whole = bool(index[:, 0].min() > 0)
         candidates.append(
             (piece, len(index) * voxel, medial.mean(axis=0) * spacing + origin, whole)
