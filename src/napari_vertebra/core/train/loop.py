@@ -72,7 +72,11 @@ class TrainConfig:
         A model (name or path) to start from. With the same architecture (or none given) it is
         fine-tuned: its arguments, preprocessing and context are used. With another
         architecture, every tensor whose name and shape match is copied (e.g. a body U-Net's
-        encoder and decoder into both decoders of a multitask U-Net): a warm start.
+        encoder and decoder into both decoders of a multitask U-Net): a warm start. A slice
+        classifier's card makes the run a classifier's fine-tuning.
+    workers
+        Processes that render the phantoms and draw the batches (:mod:`.batches`); the pairs
+        and batches are the same whatever the number.
     augmentation
         Strengths that replace :class:`~.augment.Augmentation`'s defaults, by field name (e.g.
         ``{"coarsen": 2.5}`` for CT meant to work on thick-slice scans).
@@ -95,7 +99,6 @@ class TrainConfig:
     evaluate_every: int = 100
     seed: int = 0
     device: str = "auto"
-    #: Processes that render phantoms while the training pool is built (the same pool).
     workers: int = 1
     init_from: str | None = None
     half_precision_weights: bool = True
