@@ -326,6 +326,29 @@ def test_a_single_tilted_or_fractured_body_has_no_waist():
         assert len(extract_instances(binary, phantom.labels.spacing)) == 1
 
 
+def test_a_collapsed_body_segmented_as_its_rim_is_one_body_not_two(monkeypatch):
+    # A model gave a held-out CT phantom's grade 2 biconcave T11 as its cortex only, a U open at
+    # the front; the waist split made its two arms two bodies and every level above it one off.
+    # Canonical axes: head → feet, front → back, right → left; 1 mm voxels.
+    column = np.zeros((5 * 28 + 4, 36, 46), np.uint8)
+    tops = [2 + 28 * k for k in range(5)]
+    for top in tops:
+        column[top : top + 20, 3:33, 3:43] = 1
+    rim = column[tops[2] : tops[2] + 20, 3:33, 3:43]
+    rim[4:16, :27] = 0  # the middle body keeps its endplates and its posterior wall
+    # The fourth and fifth bodies touch across part of their disc: two bodies, split.
+    column[tops[3] + 20 : tops[4], 13:23, 18:28] = 1
+    instances = extract_instances(column, (1.0, 1.0, 1.0))
+    assert len(instances) == 5
+    sizes = [i.size_mm for i in instances]
+    assert sizes[2] == pytest.approx(np.count_nonzero(rim))
+    counted = measure(column, spacing=(1.0, 1.0, 1.0), top_level="L1").table
+    assert counted["level"].tolist() == ["L1", "L2", "L3", "L4", "L5"]
+    # The rule is what keeps the rim whole: without it the arms are two bodies.
+    monkeypatch.setattr("napari_vertebra.core.instances.REJOIN_SHARE", 0.0)
+    assert len(extract_instances(column, (1.0, 1.0, 1.0))) == 6
+
+
 def test_whole_vertebrae_are_reduced_to_bodies():
     phantom = make_phantom("xr", 6, spacing=0.3, fracture_rate=0.3, crop_top=False)
     from_bodies = measure(phantom.labels).table.set_index("level")

@@ -264,6 +264,40 @@ def test_an_s1_body_held_by_the_sacrum_is_absorbed_but_not_l5_reached_by_a_stran
     assert (out[25:33, 4:16, 12:28] == 1).all()
 
 
+def test_l5_fused_to_the_top_of_s1_keeps_l5_and_gives_s1_back_to_the_sacrum():
+    from napari_vertebra.core.instances import extract_instances
+    from napari_vertebra.core.pipeline import absorb_into_sacrum
+
+    # A held-out tight CT phantom: the model labelled the top of S1 body, joined to L5 across
+    # the disc, and the rest of the sacrum sacrum. The piece's centre lies above the sacrum's
+    # top, so as a whole it stayed a body, and the measure step, which splits it, named S1's
+    # top L5 and every level above it one off. Canonical axes: head → feet, front → back,
+    # right → left.
+    labels = np.zeros((60, 22, 40), np.uint8)
+    labels[0:8, 4:16, 12:28] = 1  # L4
+    labels[10:22, 4:16, 12:28] = 1  # L5
+    labels[22:25, 8:12, 18:22] = 1  # joined to S1's top across part of the disc
+    labels[25:33, 4:16, 12:28] = 1  # the top of S1, taken for a body
+    labels[33:55, 4:18, 4:36] = 26  # the rest of the sacrum
+    labels[25:33, 4:16, 4:12] = labels[25:33, 4:16, 28:36] = 26  # the alae holding S1
+    out = absorb_into_sacrum(labels, spacing=(3.0, 3.0, 3.0))
+    assert (out[0:22, 4:16, 12:28] == labels[0:22, 4:16, 12:28]).all()
+    assert (out[25:33, 4:16, 12:28] == 26).all()
+    bodies = extract_instances(np.where(out == 1, 1, 0), (3.0, 3.0, 3.0))
+    assert len(bodies) == 2
+    # L5 joined to L4 above the sacrum, whose top a band labelled sacrum behind L5 lifts above
+    # L5's centre (another held-out phantom): the band touches L5 but does not hold it, and
+    # L5 stays a body.
+    lying = np.zeros((60, 22, 40), np.uint8)
+    lying[0:10, 4:16, 12:28] = 1  # L4
+    lying[10:12, 8:12, 18:22] = 1  # joined to L5 across part of the disc
+    lying[12:24, 4:16, 12:28] = 1  # L5
+    lying[25:50, 4:18, 4:36] = 26  # the sacrum, across a thin disc
+    lying[14:25, 16:18, 14:26] = 26  # a band behind L5, against its posterior wall
+    out = absorb_into_sacrum(lying, spacing=(3.0, 3.0, 3.0))
+    assert np.array_equal(out, lying)
+
+
 def test_a_last_body_taken_for_the_sacrum_becomes_a_body_unless_cut_or_large():
     from napari_vertebra.core.pipeline import _postprocess, release_small_sacrum
 
