@@ -349,6 +349,25 @@ def test_a_collapsed_body_segmented_as_its_rim_is_one_body_not_two(monkeypatch):
     assert len(extract_instances(column, (1.0, 1.0, 1.0))) == 6
 
 
+def test_a_false_positive_beyond_the_top_body_does_not_push_that_body_off_the_column():
+    # Held-out whole-trunk CT phantom 0: a speck the model found at the top edge, 94 mm to the
+    # side, bent the line through T11's neighbours, and T11 was left out as off the column
+    # (then the speck too). Canonical axes: head → feet, front → back, right → left; 2 mm.
+    column = np.zeros((150, 40, 130), np.uint8)
+    tops = [38 + 19 * k for k in range(6)]
+    for top in tops:
+        column[top : top + 15, 10:30, 20:42] = 1
+    with_speck = column.copy()
+    with_speck[0:4, 15:22, 105:115] = 1
+    kept = extract_instances(with_speck, (2.0, 2.0, 2.0))
+    assert [round(i.centroid[0]) for i in kept] == [2 * top + 14 for top in tops]
+    # A piece beside the middle of the column is still left out.
+    beside = column.copy()
+    beside[tops[2] : tops[2] + 15, 10:30, 64:86] = 1
+    kept = extract_instances(beside, (2.0, 2.0, 2.0))
+    assert len(kept) == 6 and all(round(i.centroid[2]) == 61 for i in kept)
+
+
 def test_whole_vertebrae_are_reduced_to_bodies():
     phantom = make_phantom("xr", 6, spacing=0.3, fracture_rate=0.3, crop_top=False)
     from_bodies = measure(phantom.labels).table.set_index("level")

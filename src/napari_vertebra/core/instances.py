@@ -730,7 +730,9 @@ def drop_off_column(instances: list[Instance], typical: float, ndim: int) -> lis
 
     The spine runs head to feet (canonical axis 0); each anonymous piece is compared with the
     straight line fitted through the centroids of its :data:`COLUMN_NEIGHBOURS` nearest pieces
-    above and below it. The piece farthest off its line goes first if it is farther than
+    above and below it, and with the lines through those above alone and below alone (it is
+    off the column only when it is off all of them). The piece farthest off goes first if it is
+    farther than
     :data:`OFF_COLUMN_DIAMETERS` typical body diameters (:data:`END_OF_COLUMN_DIAMETERS` for the
     first and the last piece, whose line is extrapolated), and the test is repeated without it.
     Labelled levels, the sacrum and pieces larger than :data:`LARGE_PIECE_BODIES` typical bodies
@@ -756,11 +758,22 @@ def drop_off_column(instances: list[Instance], typical: float, ndim: int) -> lis
             others = [j for j in np.argsort(np.abs(along - along[k])) if j != k and not large[j]]
             cranial = [j for j in others if along[j] < along[k]][:COLUMN_NEIGHBOURS]
             caudal = [j for j in others if along[j] >= along[k]][:COLUMN_NEIGHBOURS]
-            neighbours = cranial + caudal
-            if len(neighbours) < 2:
+            if len(cranial + caudal) < 2:
                 continue
-            expected = _line_at(along[neighbours], across[neighbours], along[k], diameter)
-            distance = float(np.linalg.norm(across[k] - expected))
+            # Off the column means off every line its neighbours draw: through both sides, and
+            # (with two on that side) from either side alone, so that a false positive next to
+            # an end of the column cannot bend the line of the body beside it away from it.
+            lines = [cranial + caudal] + [
+                side for side in (cranial, caudal) if len(side) >= 2 and cranial and caudal
+            ]
+            distance = min(
+                float(
+                    np.linalg.norm(
+                        across[k] - _line_at(along[side], across[side], along[k], diameter)
+                    )
+                )
+                for side in lines
+            )
             at_end = not cranial or not caudal
             tolerance = (END_OF_COLUMN_DIAMETERS if at_end else OFF_COLUMN_DIAMETERS) * diameter
             if distance / tolerance > worst_excess:
