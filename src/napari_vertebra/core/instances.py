@@ -763,16 +763,12 @@ def drop_off_column(instances: list[Instance], typical: float, ndim: int) -> lis
             # Off the column means off every line its neighbours draw: through both sides, and
             # (with two on that side) from either side alone, so that a false positive next to
             # an end of the column cannot bend the line of the body beside it away from it.
-            lines = [cranial + caudal] + [
-                side for side in (cranial, caudal) if len(side) >= 2 and cranial and caudal
-            ]
+            lines = [cranial + caudal]
+            if cranial and caudal:
+                lines += [side for side in (cranial, caudal) if len(side) >= 2]
             distance = min(
-                float(
-                    np.linalg.norm(
-                        across[k] - _line_at(along[side], across[side], along[k], diameter)
-                    )
-                )
-                for side in lines
+                float(np.linalg.norm(across[k] - _line_at(along[n], across[n], along[k], diameter)))
+                for n in lines
             )
             at_end = not cranial or not caudal
             tolerance = (END_OF_COLUMN_DIAMETERS if at_end else OFF_COLUMN_DIAMETERS) * diameter

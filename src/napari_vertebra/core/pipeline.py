@@ -394,7 +394,7 @@ FUSED_CONTACT_FRACTION = 0.1
 #: A part split off a larger piece becomes sacrum only when the sacrum holds it: at least this
 #: share of its surface touches the sacrum. The top of S1 split off L5 on a held-out tight CT
 #: phantom touched with 67 % (the real CT's S1 with 42 %), while L5 split off L4 on another
-#: touched with 11 % and lay above its sacrum's top only because the model labelled a strand
+#: touched with 11 % and lay below its sacrum's top only because the model labelled a strand
 #: behind L5 sacrum; a body lying on the sacrum with no disc between touches with about 20 %.
 HELD_CONTACT_FRACTION = 0.3
 
