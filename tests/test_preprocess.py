@@ -10,6 +10,7 @@ from napari_vertebra.core.preprocess import (
     letterbox,
     preprocess,
     resample,
+    subtract_background,
     zscore,
 )
 
@@ -79,6 +80,31 @@ def test_seed_recipes_are_recorded_with_the_values_they_used(recipe, size):
     assert "mean" in next(s for s in done.record if s["op"] == "zscore")
     # The letterbox scales the spacing by the resize factor.
     assert done.spacing[0] == pytest.approx(0.2 * 400 / size)
+
+
+def test_background_subtraction_removes_the_slow_gradient_and_keeps_a_body():
+    # A 30 mm "body" 200 units bright on a soft-tissue ramp of 3000 units across 240 mm.
+    rows, cols = np.mgrid[0:300, 0:300].astype(np.float32)
+    ramp = 3000.0 * cols / 300
+    body = np.where((np.abs(rows - 150) < 19) & (np.abs(cols - 150) < 19), 200.0, 0.0)
+    flat = subtract_background(ramp + body, spacing=(0.8, 0.8), sigma_mm=20)
+    inside = flat[140:160, 140:160].mean()
+    beside = np.concatenate([flat[140:160, 95:105], flat[140:160, 195:205]], axis=1).mean()
+    # The ramp rises 400 units over the 80 mm between the two sides of the body; after the
+    # subtraction, what is left of it is small beside the body's own contrast.
+    assert inside - beside > 100
+    assert abs(flat[140:160, 95:105].mean() - flat[140:160, 195:205].mean()) < 20
+    # The blur is in mm: the same scene on a grid twice as coarse gives the same profile.
+    coarse = subtract_background((ramp + body)[::2, ::2], spacing=(1.6, 1.6), sigma_mm=20)
+    assert np.abs(coarse[70:80, 70:80].mean() - inside) < 15
+    # The field's edge (extended, not zero-padded) makes no halo on a flat image.
+    assert np.abs(subtract_background(np.full((50, 60), 900.0), (1.0, 1.0))).max() < 1e-3
+    with pytest.raises(PreprocessError, match="sigma_mm"):
+        subtract_background(ramp, (0.8, 0.8), sigma_mm=0)
+    with pytest.raises(PreprocessError, match="spacing"):
+        preprocess(ramp, [{"op": "subtract_background", "sigma_mm": 20}])
+    done = preprocess(ramp + body, [{"op": "subtract_background", "sigma_mm": 20}], (0.8, 0.8))
+    assert np.allclose(done.array, flat)
 
 
 def test_bad_steps_are_named():

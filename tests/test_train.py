@@ -11,6 +11,7 @@ from napari_vertebra import make_phantom
 from napari_vertebra.cli import main
 from napari_vertebra.core.io import read_image, write_nifti
 from napari_vertebra.core.labels import SACRUM, to_verse
+from napari_vertebra.core.pipeline import segment
 from napari_vertebra.core.segment.card import read_card, verify
 from napari_vertebra.core.train import TrainConfig, train
 from napari_vertebra.core.train.augment import Augmentation, augment, coarsen, random_crop
@@ -371,6 +372,29 @@ def test_cli_trains_from_a_folder_and_fine_tunes(tmp_path, capsys):
     assert code == 0
     tuned = read_card(tmp_path / "tuned" / "tuned.json")
     assert tuned.arguments == card.arguments and "fine-tuned from" in tuned.training_data
+    assert tuned.preprocessing == card.preprocessing
+    # Fine-tuning to a new preprocessing: the given steps replace the model's in the new card,
+    # and the model runs with them.
+    flattened = [
+        dict(card.preprocessing[0]),
+        {"op": "subtract_background", "sigma_mm": 20},
+        *[dict(step) for step in card.preprocessing[1:]],
+    ]
+    init = ["--init-from", str(tmp_path / "run" / "mine.json"), "--device", "cpu", *common]
+    retune = ["train", "--data", f"folder:{folder}", "--validation", "phantom-xr:1", *init]
+    flat_run = ["-o", str(tmp_path / "flat"), "--name", "flat"]
+    assert main([*retune, *flat_run, "--preprocessing", json.dumps(flattened)]) == 0
+    flat = read_card(tmp_path / "flat" / "flat.json")
+    assert [dict(step) for step in flat.preprocessing] == flattened
+    image = make_phantom("xr", 30).image
+    result = segment(image, model=str(tmp_path / "flat" / "flat.json"))
+    assert result.labels.array.shape == image.array.shape
+    ran = [step["op"] for step in result.details["preprocessing"]]
+    assert ran[:2] == ["resample", "subtract_background"]
+    bad_run = ["-o", str(tmp_path / "nope"), "--name", "nope"]
+    code = main([*retune, *bad_run, "--preprocessing", '[{"op": "sharpen"}]'])
+    assert code == 1 and "sharpen" in capsys.readouterr().err
+    assert not (tmp_path / "nope").exists()
     # A folder without masks is refused with its name.
     (folder / "masks" / "case1.nii.gz").unlink()
     code = main(

@@ -283,6 +283,8 @@ def _train(args: argparse.Namespace) -> int:
         config_fields["arguments"] = json.loads(args.arguments)
     if args.augmentation:
         config_fields["augmentation"] = json.loads(args.augmentation)
+    if args.preprocessing:
+        config_fields["preprocessing"] = json.loads(args.preprocessing)
     bar = None
 
     def progress(what: str, done: int, total: int) -> None:
@@ -521,6 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="augmentation strengths as JSON, e.g. '{\"coarsen\": 2.5}' (rotation_deg, scale, "
         "elastic_px, flip_ap, gamma, contrast, blur_px, noise, coarsen)",
+    )
+    tr.add_argument(
+        "--preprocessing",
+        default=None,
+        help='preprocessing steps as a JSON list, e.g. \'[{"op": "resample", '
+        '"target_spacing": [0.8, 0.8]}, {"op": "subtract_background", "sigma_mm": 20}, '
+        '{"op": "zscore"}]\'; with --init-from they replace the model\'s own',
     )
     tr.add_argument("--context", type=int, default=0, help="CT: neighbouring slices per side")
     tr.add_argument("--steps", type=int, default=1000)

@@ -178,7 +178,7 @@ def _start_network(config):
                 "fine-tuned from a slice classifier"
             )
         config.arguments = dict(card.arguments)
-        config.preprocessing = [dict(step) for step in card.preprocessing]
+        config.preprocessing = [dict(step) for step in config.preprocessing or card.preprocessing]
         config.modality = card.modality
         return load_network(card, "cpu").train(), f"; fine-tuned from {config.init_from}"
     arguments = dict(config.arguments or {"encoder_name": "mobilenet_v2"})

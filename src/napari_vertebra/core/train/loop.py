@@ -65,7 +65,9 @@ class TrainConfig:
         and the class counts are set from ``context`` and the heads. Default: ``unet`` (or the
         ``init_from`` model's), with :data:`DEFAULT_ARGUMENTS` for it.
     preprocessing
-        Steps of :mod:`napari_vertebra.core.preprocess`; the modality's default when empty.
+        Steps of :mod:`napari_vertebra.core.preprocess`; when empty, the ``init_from``
+        model's, or else the modality's default. Given with ``init_from``, they replace the
+        model's own (fine-tuning a model to a new preprocessing).
     context
         CT: neighbouring sagittal slices on each side given as channels (2.5D); 0 for XR.
     init_from
@@ -107,6 +109,9 @@ class TrainConfig:
     command: str = ""
 
     def __post_init__(self) -> None:
+        from ..preprocess import check_steps
+
+        self.preprocessing = check_steps(self.preprocessing)
         known = {f.name for f in dataclasses.fields(Augmentation)}
         unknown = sorted(set(self.augmentation) - known)
         if unknown:
@@ -306,7 +311,7 @@ def _build(config: TrainConfig):
     card = find_model(config.init_from) if config.init_from else None
     if card is not None and config.architecture in (None, card.architecture):
         config.architecture, config.arguments = card.architecture, dict(card.arguments)
-        config.preprocessing = list(card.preprocessing)
+        config.preprocessing = list(config.preprocessing or card.preprocessing)
         config.context = int(card.input.get("context", 0))
         config.modality = card.modality
         return load_network(card, "cpu").train(), f"; fine-tuned from {config.init_from}"
