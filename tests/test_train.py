@@ -297,6 +297,49 @@ def test_batches_drawn_by_worker_processes_are_the_ones_drawn_alone(tmp_path):
     assert not np.array_equal(alone[0][0][0], alone[1][0][0])
 
 
+_POOL_AFTER_A_PARALLEL_TORCH_OP = """
+import sys, torch
+from napari_vertebra.core.train import TrainConfig
+from napari_vertebra.core.train.batches import build_pool
+# A parallel torch operation in the parent, as loading the model to fine-tune does.
+torch.nn.functional.interpolate(torch.rand(1, 1, 600, 600), size=(1500, 1500))
+config = TrainConfig(name="x", output=sys.argv[2], data=[], validation=[], workers=2)
+pool = build_pool(["folder:" + sys.argv[1]], config, 0)
+print(len(pool), pool[0].image.shape)
+"""
+
+
+def test_data_processes_forked_after_torch_has_run_in_parallel_do_not_hang(tmp_path):
+    # Coarse radiographs are upsampled with torch in the data processes; forked from a parent
+    # whose OpenMP pool has run, they hung there (a fine-tuning run never started).
+    import subprocess
+    import sys
+
+    folder = tmp_path / "coarse"
+    for k in range(2):
+        phantom = make_phantom("xr", 40 + k)
+        spacing = tuple(10 * s for s in phantom.image.spacing)
+        coarse = dataclasses.replace(
+            phantom.image, array=phantom.image.array[::10, ::10], spacing=spacing
+        )
+        masks = dataclasses.replace(
+            phantom.vertebrae, array=phantom.vertebrae.array[::10, ::10], spacing=spacing
+        )
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        (folder / "masks").mkdir(exist_ok=True)
+        write_nifti(coarse, folder / "images" / f"case{k}.nii.gz")
+        write_nifti(masks, folder / "masks" / f"case{k}.nii.gz")
+    done = subprocess.run(
+        [sys.executable, "-c", _POOL_AFTER_A_PARALLEL_TORCH_OP, str(folder), str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    count, _ = done.stdout.split(" ", 1)
+    assert int(count) == 2
+
+
 def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
     train(_config(tmp_path, name="whole"))
 

@@ -26,6 +26,7 @@ from ..preprocess import sagittal_stack
 from .augment import Augmentation, augment, random_crop
 from .sources import DataSpecError, Sample, pairs_from_spec
 from .targets import Pair, to_model_grid
+from .workers import single_threaded
 
 if TYPE_CHECKING:
     from .loop import TrainConfig
@@ -57,7 +58,7 @@ def build_pool(
     )
     pool: list[Pair] = []
     if config.workers > 1:
-        with ProcessPoolExecutor(config.workers) as executor:
+        with ProcessPoolExecutor(config.workers, initializer=single_threaded) as executor:
             pairs: Iterator[Pair] = executor.map(
                 _to_pair, labelled, repeat(config.modality), repeat(steps), chunksize=1
             )
@@ -134,7 +135,9 @@ class BatchDrawer:
         if config.workers > 1 and "fork" in multiprocessing.get_all_start_methods():
             _SHARED.update(pool=pool, config=config)
             self._executor = ProcessPoolExecutor(
-                config.workers, mp_context=multiprocessing.get_context("fork")
+                config.workers,
+                mp_context=multiprocessing.get_context("fork"),
+                initializer=single_threaded,
             )
 
     def seeds(self, step: int) -> list[int]:

@@ -38,6 +38,7 @@ from ..instances import isolate_body
 from ..io import read_image
 from ..io.nifti import is_nifti_path
 from ..labels import SACRUM, to_verse
+from .workers import single_threaded
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".dcm", ".nii", ".nii.gz", ".jpg", ".jpeg")
 
@@ -147,7 +148,7 @@ def phantom_pairs(
     if workers <= 1 or count <= 1:
         yield from (_phantom_sample(modality, child, options) for child in children)
         return
-    with ProcessPoolExecutor(min(workers, count)) as pool:
+    with ProcessPoolExecutor(min(workers, count), initializer=single_threaded) as pool:
         yield from pool.map(
             _phantom_sample, repeat(modality), children, repeat(options), chunksize=1
         )
