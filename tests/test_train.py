@@ -29,6 +29,23 @@ from napari_vertebra.core.train.targets import (
 TINY = {"encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": [16, 8, 8]}
 
 
+def _phantom_folder(folder, seeds, every: int = 1):
+    """Radiograph phantoms written as a training folder (images/ and masks/, NIfTI), keeping
+    every ``every``-th pixel (a coarser grid of the same spacing in mm)."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    (folder / "masks").mkdir(exist_ok=True)
+    for k, seed in enumerate(seeds):
+        phantom = make_phantom("xr", seed)
+        for image, part in ((phantom.image, "images"), (phantom.vertebrae, "masks")):
+            coarse = dataclasses.replace(
+                image,
+                array=image.array[::every, ::every],
+                spacing=tuple(every * s for s in image.spacing),
+            )
+            write_nifti(coarse, folder / part / f"case{k}.nii.gz")
+    return folder
+
+
 def _config(tmp_path, name="tiny", **changes):
     fields = dict(
         name=name,
@@ -315,20 +332,7 @@ def test_data_processes_forked_after_torch_has_run_in_parallel_do_not_hang(tmp_p
     import subprocess
     import sys
 
-    folder = tmp_path / "coarse"
-    for k in range(2):
-        phantom = make_phantom("xr", 40 + k)
-        spacing = tuple(10 * s for s in phantom.image.spacing)
-        coarse = dataclasses.replace(
-            phantom.image, array=phantom.image.array[::10, ::10], spacing=spacing
-        )
-        masks = dataclasses.replace(
-            phantom.vertebrae, array=phantom.vertebrae.array[::10, ::10], spacing=spacing
-        )
-        (folder / "images").mkdir(parents=True, exist_ok=True)
-        (folder / "masks").mkdir(exist_ok=True)
-        write_nifti(coarse, folder / "images" / f"case{k}.nii.gz")
-        write_nifti(masks, folder / "masks" / f"case{k}.nii.gz")
+    folder = _phantom_folder(tmp_path / "coarse", seeds=(40, 41), every=10)
     done = subprocess.run(
         [sys.executable, "-c", _POOL_AFTER_A_PARALLEL_TORCH_OP, str(folder), str(tmp_path / "o")],
         capture_output=True,
@@ -364,13 +368,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
 
 
 def test_cli_trains_from_a_folder_and_fine_tunes(tmp_path, capsys):
-    folder = tmp_path / "data"
-    for k in range(2):
-        phantom = make_phantom("xr", 20 + k)
-        (folder / "images").mkdir(parents=True, exist_ok=True)
-        (folder / "masks").mkdir(exist_ok=True)
-        write_nifti(phantom.image, folder / "images" / f"case{k}.nii.gz")
-        write_nifti(phantom.vertebrae, folder / "masks" / f"case{k}.nii.gz")
+    folder = _phantom_folder(tmp_path / "data", seeds=(20, 21))
     common = ["--steps", "2", "--batch-size", "2", "--patch", "64", "--evaluate-every", "2"]
     code = main(
         [
@@ -437,6 +435,8 @@ def test_cli_trains_from_a_folder_and_fine_tunes(tmp_path, capsys):
     bad_run = ["-o", str(tmp_path / "nope"), "--name", "nope"]
     code = main([*retune, *bad_run, "--preprocessing", '[{"op": "sharpen"}]'])
     assert code == 1 and "sharpen" in capsys.readouterr().err
+    code = main([*retune, *bad_run, "--preprocessing", '[{"op": "zscore"'])
+    assert code == 1 and "--preprocessing is not valid JSON" in capsys.readouterr().err
     assert not (tmp_path / "nope").exists()
     # A folder without masks is refused with its name.
     (folder / "masks" / "case1.nii.gz").unlink()

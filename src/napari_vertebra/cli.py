@@ -279,12 +279,13 @@ def _train(args: argparse.Namespace) -> int:
         description=args.description,
         command="napari-vertebra " + shlex.join(args.command_line),
     )
-    if args.arguments:
-        config_fields["arguments"] = json.loads(args.arguments)
-    if args.augmentation:
-        config_fields["augmentation"] = json.loads(args.augmentation)
-    if args.preprocessing:
-        config_fields["preprocessing"] = json.loads(args.preprocessing)
+    for option in ("arguments", "augmentation", "preprocessing"):
+        text = getattr(args, option)
+        if text:
+            try:
+                config_fields[option] = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"--{option} is not valid JSON ({err}): {text}") from err
     bar = None
 
     def progress(what: str, done: int, total: int) -> None:
